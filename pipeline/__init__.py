@@ -1,0 +1,1 @@
+"""capcache: image captioning from a reusable cache of frozen-backbone features."""

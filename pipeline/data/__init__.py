@@ -1,0 +1,1 @@
+"""Data in: manifests, importers for the common caption formats, text processing, the demo set."""

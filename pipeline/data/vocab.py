@@ -1,0 +1,73 @@
+"""Word vocabulary built from the train split only (val/test words must not leak into training).
+
+Ids 0..3 are fixed special tokens, so padding masks, decoding start/stop and unknown words mean
+the same in every run; the vocabulary is saved with the run so a checkpoint always decodes with
+the words it was trained on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from pipeline.data.text import tokenize
+from pipeline.errors import CapcacheError
+from pipeline.io import atomic_write_json, read_json
+
+PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
+SPECIALS = (PAD, START, END, UNK)
+PAD_ID, START_ID, END_ID, UNK_ID = range(4)
+
+
+@dataclass
+class Vocabulary:
+    words: list[str]  # index -> word; words[:4] == SPECIALS
+    min_freq: int
+
+    def __post_init__(self) -> None:
+        if tuple(self.words[:4]) != SPECIALS:
+            raise CapcacheError(f"vocabulary must start with {SPECIALS}; rebuild it with the current capcache")
+        self._index = {w: i for i, w in enumerate(self.words)}
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    @classmethod
+    def build(cls, captions: Iterable[str], min_freq: int = 5) -> "Vocabulary":
+        """Keep words seen at least ``min_freq`` times; rarer ones become <unk>."""
+        counts = Counter(tok for cap in captions for tok in tokenize(cap))
+        kept = sorted((w for w, c in counts.items() if c >= min_freq and w not in SPECIALS),
+                      key=lambda w: (-counts[w], w))
+        if not kept:
+            raise CapcacheError(
+                f"empty vocabulary: no word occurs {min_freq}+ times in the train captions; lower --min-freq or check the manifest")
+        return cls(list(SPECIALS) + kept, min_freq)
+
+    def encode(self, caption: str, max_len: int | None = None) -> list[int]:
+        """<start> w1 .. wn <end>, with at most ``max_len`` words (the end token is always kept)."""
+        ids = [self._index.get(w, UNK_ID) for w in tokenize(caption)]
+        if max_len is not None:
+            ids = ids[:max_len]
+        return [START_ID, *ids, END_ID]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Words up to the first <end>; <start> and <pad> dropped."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if i == END_ID:
+                break
+            if i in (PAD_ID, START_ID):
+                continue
+            out.append(self.words[i])
+        return " ".join(out)
+
+    def save(self, path: str | os.PathLike) -> None:
+        atomic_write_json(path, {"min_freq": self.min_freq, "words": self.words})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Vocabulary":
+        d = read_json(path)
+        return cls(d["words"], d["min_freq"])

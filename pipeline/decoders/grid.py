@@ -1,0 +1,54 @@
+"""Optional processing of cached grid features before a decoder reads them (seed 000).
+
+"CNN -> Adaptive Pool -> Linear/Conv Proj -> PosEnc -> Transformer Encoder": the cache already
+holds the pooled grid, so this module covers projection, learned positions and a small
+Transformer encoder that lets grid cells exchange context. With everything off it is identity.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pipeline.decoders.config import DecoderConfig
+from pipeline.errors import CapcacheError
+
+
+class GridEncoder(nn.Module):
+    def __init__(self, config: DecoderConfig, feature_dim: int, n_tokens: int):
+        super().__init__()
+        self.out_dim = feature_dim
+        self.proj: nn.Module = nn.Identity()
+        if config.feature_proj == "linear":
+            self.proj = nn.Sequential(nn.Linear(feature_dim, config.proj_dim), nn.ReLU(), nn.Dropout(config.dropout))
+        elif config.feature_proj == "conv":  # a 1x1 convolution over the grid cells
+            self.proj = nn.Sequential(_Conv1x1(feature_dim, config.proj_dim), nn.ReLU(), nn.Dropout(config.dropout))
+        elif config.feature_proj != "none":
+            raise CapcacheError(f"unknown feature_proj {config.feature_proj!r}; use none, linear or conv")
+        if config.feature_proj != "none":
+            self.out_dim = config.proj_dim
+        if config.grid_encoder_layers and config.feature_proj == "none":
+            raise CapcacheError("grid_encoder_layers > 0 needs feature_proj linear or conv (to set the model width)")
+        self.positions = nn.Parameter(torch.randn(1, n_tokens, self.out_dim) * 0.02) if config.feature_proj != "none" else None
+        self.encoder = None
+        if config.grid_encoder_layers:
+            layer = nn.TransformerEncoderLayer(self.out_dim, config.heads, config.ff_dim, config.dropout,
+                                               batch_first=True, norm_first=True)
+            self.encoder = nn.TransformerEncoder(layer, config.grid_encoder_layers, enable_nested_tensor=False)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:  # [B, L, D] -> [B, L, out_dim]
+        x = self.proj(features)
+        if self.positions is not None:
+            x = x + self.positions
+        if self.encoder is not None:
+            x = self.encoder(x)
+        return x
+
+
+class _Conv1x1(nn.Module):
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv = nn.Conv1d(c_in, c_out, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, C_in] -> [B, L, C_out]
+        return self.conv(x.transpose(1, 2)).transpose(1, 2)

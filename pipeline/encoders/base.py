@@ -1,0 +1,54 @@
+"""The frozen-encoder contract every backbone implements.
+
+An encoder maps a batch of preprocessed images to a spatial grid of features, [B, L, D] with
+L = grid cells (or patch tokens) in row-major order, which is what attention decoders read.
+``describe()`` returns every fact that determines those features; it becomes the cache key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from pipeline.encoders.preprocessing import Preprocessing
+from pipeline.encoders.weights import WeightsSpec
+
+
+class FrozenEncoder(nn.Module):
+    def __init__(self, name: str, weights: WeightsSpec, preprocessing: Preprocessing,
+                 feature_dim: int, grid: int | None, options: dict[str, Any] | None = None):
+        super().__init__()
+        self.name = name
+        self.weights = weights
+        self.preprocessing = preprocessing
+        self.feature_dim = feature_dim  # D
+        self.grid = grid  # cells per side after optional adaptive pooling (None: the backbone's own)
+        self.options = options or {}
+
+    def freeze(self) -> "FrozenEncoder":
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # [B, 3, H, W] -> [B, L, D]
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "encoder": self.name,
+            "weights": self.weights.label,
+            "preprocessing": self.preprocessing.to_dict(),
+            "grid": self.grid,
+            "feature_dim": self.feature_dim,
+            "options": self.options,
+        }
+
+
+def grid_to_tokens(fmap: torch.Tensor, grid: int | None) -> torch.Tensor:
+    """[B, D, h, w] conv map -> [B, L, D] tokens, optionally adaptive-pooled to grid x grid first."""
+    if grid is not None:
+        fmap = nn.functional.adaptive_avg_pool2d(fmap, grid)  # [B, D, grid, grid]
+    return fmap.flatten(2).transpose(1, 2)  # [B, h*w, D]

@@ -1,0 +1,70 @@
+"""Where an encoder's weights come from: a published name, a local file, or a seeded random init.
+
+``random`` (or ``random:SEED``) builds the identical network in every process and every resumed
+run, which is what tests, the offline demo and multi-process extraction need; a path loads a
+local checkpoint; anything else is a name the encoder resolves (torchvision enum, open_clip tag).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from pipeline.errors import CapcacheError
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    kind: str  # "random" | "file" | "named"
+    value: str  # seed, absolute path or published name
+
+    @classmethod
+    def parse(cls, text: str) -> "WeightsSpec":
+        if text == "random" or text.startswith("random:"):
+            seed = text.partition(":")[2] or "0"
+            if not seed.isdigit():
+                raise CapcacheError(f"bad weights {text!r}: use random or random:SEED with an integer seed")
+            return cls("random", seed)
+        if text.endswith((".pt", ".pth", ".bin", ".ckpt", ".safetensors")) or Path(text).exists():
+            path = Path(text).expanduser()
+            if not path.is_file():
+                raise CapcacheError(f"weights file {path} not found; pass an existing file, a published name, or random")
+            return cls("file", str(path.resolve()))
+        return cls("named", text)
+
+    @property
+    def label(self) -> str:
+        """What goes into the cache key: the file's name rather than where it happens to lie."""
+        if self.kind == "random":
+            return f"random:{self.value}"
+        if self.kind == "file":
+            return f"file:{Path(self.value).name}:{Path(self.value).stat().st_size}"
+        return self.value
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block under a fixed torch seed without disturbing the caller's RNG state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def load_state_file(path: str) -> dict:
+    """A plain state dict, or one nested under 'state_dict'/'model' as training scripts save it."""
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt or foreign file: say which and why in one line
+        raise CapcacheError(f"cannot read weights file {path}: {e}") from e
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    return state
