@@ -48,22 +48,37 @@ class Parsed:
     source: dict
 
 
-def located(path: Path, where: Where, message: str) -> str:
+def located(path: Path | None, where: Where, message: str) -> str:
     """``file:line: message``, the same shape as a ``DataError``, so warnings read like errors."""
     if isinstance(where, str):
         return str(DataError(f"{where}: {message}", path))
     return str(DataError(message, path, where))
 
 
-def fail(path: Path, where: Where, message: str) -> DataError:
+def fail(path: Path | None, where: Where, message: str) -> DataError:
     return DataError(located(path, where, message))
+
+
+class FirstSeen:
+    """Remembers where each key first appeared, so a duplicate's error points at both places."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = path
+        self.what = what
+        self._where: dict[str, Where] = {}
+
+    def add(self, key: str, where: Where) -> None:
+        if key in self._where:
+            first = self._where[key]
+            raise fail(self.path, where, f"duplicate {self.what} {key!r} (first {'on line' if isinstance(first, int) else 'at'} {first})")
+        self._where[key] = where
 
 
 def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES)
 
 
-def _listing(names: list[str]) -> str:
+def listing(names: list[str]) -> str:
     more = f", ... (+{len(names) - SHOWN} more)" if len(names) > SHOWN else ""
     return ", ".join(names[:SHOWN]) + more
 
@@ -85,11 +100,7 @@ class Intake:
         """One warning for many images left out for the same reason, so 92 do not bury the rest."""
         if names:
             self.skipped[reason] += len(names)
-            self.warnings.append(located(self.path, None, f"{len(names)} images left out ({why}): {_listing(names)}"))
-
-    def add_image(self, key: str) -> None:
-        """Register an image before its captions, for formats that list images on their own."""
-        self.captions.setdefault(key, [])
+            self.warnings.append(located(self.path, None, f"{len(names)} images left out ({why}): {listing(names)}"))
 
     def add_caption(self, key: str, raw: str, where: Where) -> None:
         """Keep the caption as written (tokenising is done later, the same for every format).
@@ -105,8 +116,17 @@ class Intake:
             self.warnings.append(located(self.path, where, f"one-letter caption {caption!r} for {key!r} kept"))
         self.captions.setdefault(key, []).append(caption)
 
-    def without_captions(self, keys: Iterable[str]) -> list[str]:
-        return [k for k in keys if not self.captions.get(k)]
+    def records(self, placed: Iterable[tuple[str, str, str]], keep_uncaptioned: bool = False) -> list[ImageRecord]:
+        """Records for (image id, file, split), in the order given.
+
+        An image left without captions is left out (nothing to train or score on), except from a
+        test-image list such as COCO's image_info_test, which has no captions by design.
+        """
+        placed = list(placed)
+        if not keep_uncaptioned:
+            self.leave_out("no_captions", [key for key, _, _ in placed if not self.captions.get(key)], "no captions")
+        return [ImageRecord(key, file, split, self.captions.get(key, [])) for key, file, split in placed
+                if keep_uncaptioned or self.captions.get(key)]
 
     def parsed(self, images: list[ImageRecord], **source: object) -> Parsed:
         return Parsed(images, self.warnings, self.skipped, {**source, "file": str(self.path)})

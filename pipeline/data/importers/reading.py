@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from pipeline.errors import DataError
 from pipeline.io import read_json
@@ -38,6 +38,14 @@ def read_text(path: Path) -> str:
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise DataError(f"not UTF-8 text (byte {data[e.start]:#04x}); save the file as UTF-8", path, line) from e
+
+
+def text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) for each non-blank line; blank lines carry nothing, so they are not errors."""
+    for number, line in enumerate(read_text(path).split("\n"), 1):
+        line = line.rstrip("\r")
+        if line.strip():
+            yield number, line
 
 
 def read_json_file(path: Path) -> Any:

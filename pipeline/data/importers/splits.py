@@ -21,7 +21,7 @@ OFFICIAL_SPLIT_FILE = Path(__file__).resolve().parents[3] / "data_manifests" / "
 ALIASES = {"dev": "val"}  # Flickr8k calls its validation split "dev"
 
 
-def split_name(raw: object, path: Path, where: Where) -> str:
+def split_name(raw: object, path: Path | None, where: Where) -> str:
     name = ALIASES.get(raw, raw) if isinstance(raw, str) else raw
     if name not in SPLITS:
         raise fail(path, where, f"unknown split {raw!r}; use one of {', '.join(SPLITS)}")
@@ -64,6 +64,5 @@ def records_by_name(intake: Intake, split_of: Mapping[str, str], why_unsplit: st
     Images without a split are left out rather than guessed into one: putting an image nobody
     assigned into train (or, worse, test) would make results differ from everyone else's.
     """
-    unsplit = [name for name in intake.captions if name not in split_of]
-    intake.leave_out("not_in_split", unsplit, why_unsplit)
-    return [ImageRecord(name, name, split_of[name], caps) for name, caps in intake.captions.items() if name in split_of]
+    intake.leave_out("not_in_split", [name for name in intake.captions if name not in split_of], why_unsplit)
+    return intake.records((name, name, split_of[name]) for name in intake.captions if name in split_of)

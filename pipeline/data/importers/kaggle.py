@@ -1,0 +1,66 @@
+"""The Kaggle "flickr8k" caption file, ``captions.txt``: CSV ``image,caption``, commas quoted.
+
+Most copies of this file are Flickr8k itself, so when most of its image names are in the
+official split, that split is used and scores stay comparable with published ones; images outside
+it are left out, as the flickr8k importer does, so both importers give the same manifest. Any
+other data gets a seeded random split.
+
+Repeated (image, caption) rows are kept, not treated as duplicates: in the real Flickr8k ten
+images have two annotators who wrote the same sentence, and this format has no caption index to
+tell a repeat from a copy error. A row with other than two fields, or a caption running over
+several lines, is an error rather than a guess: it means broken CSV quoting, and reading on would
+shift or swallow the captions that follow.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from pipeline.data.importers.intake import ImportOptions, Intake, Parsed, is_image_name
+from pipeline.data.importers.reading import read_text
+from pipeline.data.importers.splits import load_official_split, random_split, records_by_name
+from pipeline.errors import DataError
+
+HEADER = ["image", "caption"]
+
+
+def import_kaggle(path: Path, options: ImportOptions) -> Parsed:
+    intake = _read_rows(path)
+    names = list(intake.captions)
+    official = load_official_split()
+    if 2 * sum(name in official for name in names) > len(names):
+        split_of, how = official, "official flickr8k"
+    else:
+        split_of = random_split(names, options.split_ratios, options.split_seed)
+        how = {"seed": options.split_seed, "ratios": list(options.split_ratios)}
+    images = records_by_name(intake, split_of, "not in the official Flickr8k split")
+    return intake.parsed(images, format="kaggle", split=how)
+
+
+def _read_rows(path: Path) -> Intake:
+    intake = Intake(path)
+    reader = csv.reader(io.StringIO(read_text(path), newline=""), strict=True)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise DataError("empty file; expected a header line 'image,caption'", path)
+        if [h.strip().lower() for h in header] != HEADER:
+            raise DataError(f"expected header 'image,caption', got {','.join(header)[:60]!r}", path, reader.line_num)
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != 2:
+                raise DataError(f"expected 2 fields (image,caption), got {len(row)}; quote captions that contain commas",
+                                path, reader.line_num)
+            if "\n" in row[1]:
+                raise DataError("caption runs over several lines; look for an unbalanced quote above", path, reader.line_num)
+            name = row[0].strip()
+            if not is_image_name(name):
+                intake.skip("bad_image_name", reader.line_num, f"{name!r} is not an image file name; its caption is skipped")
+                continue
+            intake.add_caption(name, row[1], reader.line_num)
+    except csv.Error as e:
+        raise DataError(f"malformed CSV ({e})", path, reader.line_num) from e
+    return intake

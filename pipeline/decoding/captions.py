@@ -1,0 +1,26 @@
+"""Captions for cached images: batches of cache rows through a decoding strategy to text."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pipeline.cache.reader import FeatureCache
+from pipeline.data.vocab import Vocabulary
+from pipeline.decoders.base import CaptionDecoder
+from pipeline.decoding.greedy import greedy_search
+
+
+def caption_cached_images(decoder: CaptionDecoder, cache: FeatureCache, image_ids: list[str], vocab: Vocabulary,
+                          device: torch.device, batch_size: int = 64, max_len: int = 20) -> dict[str, str]:
+    rows = cache.rows(image_ids)
+    out: dict[str, str] = {}
+    was_training = decoder.training
+    decoder.eval()
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        feats = torch.from_numpy(np.stack([cache[int(r)] for r in chunk])).float().to(device)  # [B, L, D]
+        seqs, _ = greedy_search(decoder, feats, max_len)
+        out.update({image_ids[start + k]: vocab.decode(s) for k, s in enumerate(seqs)})
+    decoder.train(was_training)
+    return out

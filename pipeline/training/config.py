@@ -1,0 +1,115 @@
+"""The training config and the presets that reproduce the seed models.
+
+Presets (documented in docs/reproduce.md): ``resnet-lstm-att``, ``resnet-transformer`` and
+``clip-transformer`` follow seed 000's three Flickr8k models, ``resnet-lstm-baseline`` seed 001
+(2-layer LSTM, embedding 256, hidden 512, Adam 3e-4, ReduceLROnPlateau x0.5 after 3 epochs,
+clip 5, batch 64, 20 epochs, 70 % teacher forcing); ``demo`` is sized for the synthetic set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipeline.config import apply_overrides, from_dict, merge, to_dict
+from pipeline.decoders.config import DecoderConfig
+from pipeline.errors import CapcacheError
+
+
+@dataclass
+class DataConfig:
+    manifest: str = ""  # path of the manifest JSON
+    cache: str = ""  # path of the feature cache (.h5)
+    min_freq: int = 5  # words seen fewer times in train captions become <unk>
+    max_words: int = 30  # longer captions are cut (the <end> token is kept)
+    captions_per_image: int = 1  # captions sampled per image each epoch; 0 = every caption
+    in_memory: bool = True  # load the whole cache into RAM (False: stream rows from HDF5)
+    workers: int = 0  # DataLoader worker processes
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "adam"  # "adam" | "adamw"
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    schedule: str = "plateau"  # "plateau" | "cosine" | "none"
+    warmup_steps: int = 0  # linear warm-up (cosine schedule)
+    plateau_factor: float = 0.5
+    plateau_patience: int = 3
+    grad_clip: float = 5.0  # max gradient norm; 0 = no clipping
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    decoder: str = "att_lstm"
+    model: DecoderConfig = field(default_factory=DecoderConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    epochs: int = 20
+    batch_size: int = 64
+    teacher_forcing: float = 1.0  # < 1: scheduled sampling for recurrent decoders
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # mixed precision on CUDA
+    val_metric: str = "CIDEr"  # chooses the best checkpoint and drives early stopping
+    val_max_images: int = 1000  # images greedy-decoded for validation metrics each epoch
+    early_stop: int = 0  # stop after this many epochs without val_metric improving; 0 = never
+    max_decode_len: int = 20
+    log_every: int = 10  # steps between batch-level metric lines
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        return from_dict(cls, data)
+
+
+PRESETS: dict[str, dict] = {
+    "demo": {
+        "decoder": "att_lstm", "epochs": 12, "batch_size": 32,
+        "model": {"embed_dim": 128, "hidden_dim": 256, "attention_dim": 128, "dropout": 0.3},
+        "data": {"min_freq": 1, "captions_per_image": 5},
+        "optim": {"lr": 2e-3, "schedule": "cosine", "warmup_steps": 50},
+        "val_max_images": 200,
+    },
+    "resnet-lstm-baseline": {  # seed 001
+        "decoder": "show_tell", "epochs": 20, "batch_size": 64, "teacher_forcing": 0.7,
+        "model": {"embed_dim": 256, "hidden_dim": 512, "num_layers": 2, "dropout": 0.5},
+        "optim": {"optimizer": "adam", "lr": 3e-4, "schedule": "plateau", "plateau_factor": 0.5,
+                  "plateau_patience": 3, "grad_clip": 5.0},
+    },
+    "resnet-lstm-att": {  # seed 000: CNN -> pool -> conv proj -> posenc -> Transformer encoder; LSTM + attention
+        "decoder": "att_lstm", "epochs": 20, "batch_size": 64,
+        "model": {"embed_dim": 512, "hidden_dim": 512, "attention_dim": 512, "dropout": 0.5,
+                  "feature_proj": "conv", "proj_dim": 512, "grid_encoder_layers": 2, "heads": 8, "ff_dim": 2048},
+        "optim": {"optimizer": "adamw", "lr": 3e-4, "weight_decay": 1e-4, "schedule": "cosine",
+                  "warmup_steps": 500, "grad_clip": 5.0},
+    },
+    "resnet-transformer": {  # seed 000: CNN -> pool -> linear proj -> posenc -> Transformer encoder; Transformer decoder
+        "decoder": "transformer", "epochs": 20, "batch_size": 64,
+        "model": {"hidden_dim": 512, "num_layers": 3, "heads": 8, "ff_dim": 2048, "dropout": 0.1,
+                  "feature_proj": "linear", "proj_dim": 512, "grid_encoder_layers": 2},
+        "optim": {"optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-2, "schedule": "cosine",
+                  "warmup_steps": 1000, "grad_clip": 1.0, "label_smoothing": 0.1},
+    },
+    "clip-transformer": {  # seed 000: CLIP ViT-B/32 patch tokens -> linear proj -> posenc -> encoder; decoder
+        "decoder": "transformer", "epochs": 20, "batch_size": 64,
+        "model": {"hidden_dim": 512, "num_layers": 3, "heads": 8, "ff_dim": 2048, "dropout": 0.1,
+                  "feature_proj": "linear", "proj_dim": 512, "grid_encoder_layers": 2},
+        "optim": {"optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-2, "schedule": "cosine",
+                  "warmup_steps": 1000, "grad_clip": 1.0, "label_smoothing": 0.1},
+    },
+}
+
+
+def resolve_config(preset: str | None = None, file_data: dict | None = None,
+                   overrides: list[str] | None = None) -> TrainConfig:
+    """Defaults <- preset <- config file <- ``key=value`` overrides (e.g. ``optim.lr=1e-3``)."""
+    data = TrainConfig().to_dict()
+    if preset:
+        if preset not in PRESETS:
+            raise CapcacheError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
+        data = merge(data, PRESETS[preset])
+    data = merge(data, file_data or {})
+    return apply_overrides(TrainConfig.from_dict(data), overrides or [])

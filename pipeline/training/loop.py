@@ -1,0 +1,242 @@
+"""Stage two: fit a caption decoder on cached features.
+
+One epoch = the sampled (image, caption) pairs of the train split; after each epoch: validation
+loss, greedy-decoded validation metrics, LR schedule, checkpoints (last, and best by
+``val_metric``), plots and the early-stopping check. Resuming restores everything saved at the
+last epoch boundary, so an interrupted-and-resumed run ends with the same weights.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from pipeline.cache.key import CacheSpec, image_set_digest
+from pipeline.cache.reader import FeatureCache
+from pipeline.data.manifest import Manifest
+from pipeline.data.vocab import PAD_ID, Vocabulary
+from pipeline.decoders import build_decoder
+from pipeline.decoders.base import CaptionDecoder
+from pipeline.decoding.captions import caption_cached_images
+from pipeline.device import resolve_device
+from pipeline.errors import CapcacheError
+from pipeline.io import atomic_write_json, read_json
+from pipeline.training.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from pipeline.training.config import TrainConfig
+from pipeline.training.data import CaptionPairs, collate
+from pipeline.training.metrics_log import MetricsLog
+from pipeline.training.plots import plot_runs
+from pipeline.training.run_folder import RunFolder
+from pipeline.training.schedules import Schedule, build_optimizer
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs: int  # epochs completed
+    steps: int
+    best_metric: float | None
+    best_epoch: int | None
+    seconds: float
+    stopped_early: bool
+
+
+@dataclass
+class _Progress:
+    epoch: int = 0  # epochs completed
+    step: int = 0
+    best: float | None = None
+    best_epoch: int | None = None
+    epochs_without_gain: int = 0
+    seconds: float = 0.0  # training time accumulated over every session of this run
+    finished: bool = False  # all epochs done, or stopped early: resuming has nothing left to do
+
+
+def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False, progress: bool = True) -> TrainResult:
+    run = RunFolder(Path(run_dir))
+    config = _load_or_check_config(config, run, resume)
+    _seed_everything(config.seed)
+    manifest = Manifest.load(config.data.manifest)
+    train_records, val_records = manifest.split("train"), manifest.split("val")
+    if not train_records:
+        raise CapcacheError(f"manifest {config.data.manifest} has no train split; import it with a split or add one")
+    cache = FeatureCache(config.data.cache, in_memory=config.data.in_memory)
+    _check_cache(cache, manifest, run, resume)
+    vocab = Vocabulary.load(run.vocab) if resume else Vocabulary.build(
+        (c for r in train_records for c in r.captions), config.data.min_freq)
+
+    device = resolve_device(config.device)
+    decoder = build_decoder(config.decoder, config.model, cache.dim, cache.n_tokens, len(vocab)).to(device)
+    train_set = CaptionPairs(cache, train_records, vocab, config.data.max_words)
+    val_set = CaptionPairs(cache, val_records, vocab, config.data.max_words) if val_records else None
+    steps_per_epoch = math.ceil(_pairs_per_epoch(train_set, config) / config.batch_size)
+    optimizer = build_optimizer(decoder.parameters(), config.optim)
+    schedule = Schedule(optimizer, config.optim, total_steps=steps_per_epoch * config.epochs)
+    scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
+    log = MetricsLog(run.metrics)
+    state = _Progress()
+
+    if resume:
+        ckpt = load_checkpoint(run.checkpoint("last"))
+        decoder.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        schedule.load_state_dict(ckpt["schedule"])
+        scaler.load_state_dict(ckpt["scaler"])
+        state = _Progress(**ckpt["progress"])
+        restore_rng_states(ckpt["rng"])
+        log.truncate_after(state.step)
+    else:
+        run.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run.config, config.to_dict())
+        atomic_write_json(run.cache_info, {"path": str(cache.path), "key": cache.key, "n_tokens": cache.n_tokens,
+                                            "feature_dim": cache.dim, "spec": cache.spec.to_dict()})
+        vocab.save(run.vocab)
+        run.metrics.unlink(missing_ok=True)
+
+    while not state.finished:
+        started = time.perf_counter()
+        train_set.set_epoch(state.epoch, config.seed, config.data.captions_per_image)
+        train_loss = _train_epoch(decoder, train_set, optimizer, schedule, scaler, config, device, state,
+                                  steps_per_epoch, log, progress)
+        val_loss = _validation_loss(decoder, val_set, config, device) if val_set else None
+        scores = _validation_scores(decoder, cache, val_records, vocab, config, device) if val_records else {}
+        schedule.after_epoch(val_loss)
+        state.epoch += 1
+        state.seconds += time.perf_counter() - started
+        log.write({"kind": "epoch", "epoch": state.epoch, "step": state.step, "train_loss": train_loss,
+                   "val_loss": val_loss, **{f"val_{k}": v for k, v in scores.items()}, "seconds": state.seconds})
+        watched = scores.get(config.val_metric, -val_loss if val_loss is not None else -train_loss)
+        if state.best is None or watched > state.best:
+            state.best, state.best_epoch, state.epochs_without_gain = watched, state.epoch, 0
+            _save(run.checkpoint("best"), decoder, optimizer, schedule, scaler, state, vocab, config)
+        else:
+            state.epochs_without_gain += 1
+        stopped_early = bool(config.early_stop) and state.epochs_without_gain >= config.early_stop
+        state.finished = stopped_early or state.epoch >= config.epochs
+        _save(run.checkpoint("last"), decoder, optimizer, schedule, scaler, state, vocab, config)
+        plot_runs({run.root.name: run.root}, run.plots)
+    return TrainResult(run.root, state.epoch, state.step, state.best, state.best_epoch, state.seconds,
+                       state.epoch < config.epochs)
+
+
+def caption_loss(decoder: CaptionDecoder, feats: torch.Tensor, tokens: torch.Tensor, teacher_forcing: float,
+                 label_smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (loss to optimise, plain masked cross-entropy). tokens [B, T] = <start> w1 .. wn <end> <pad>..."""
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]  # [B, T-1] each
+    out = decoder(feats, inputs, teacher_forcing)  # logits [B, T-1, V]
+    ce = F.cross_entropy(out.logits.reshape(-1, out.logits.size(-1)).float(), targets.reshape(-1),
+                         ignore_index=PAD_ID, label_smoothing=label_smoothing)
+    return ce + decoder.regularization(out, targets != PAD_ID), ce
+
+
+def _train_epoch(decoder, train_set, optimizer, schedule, scaler, config: TrainConfig, device, state: _Progress,
+                 steps_per_epoch: int, log: MetricsLog, progress: bool) -> float:
+    decoder.train()
+    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=False, collate_fn=collate,
+                        num_workers=config.data.workers, pin_memory=device.type == "cuda")
+    total, count = 0.0, 0
+    autocast = torch.autocast("cuda", dtype=torch.float16, enabled=scaler.is_enabled())
+    bar = tqdm(loader, desc=f"epoch {state.epoch + 1}/{config.epochs}", unit="batch", disable=not progress, leave=False)
+    for feats, tokens in bar:
+        feats, tokens = feats.to(device, non_blocking=True), tokens.to(device, non_blocking=True)
+        with autocast:
+            loss, ce = caption_loss(decoder, feats, tokens, config.teacher_forcing, config.optim.label_smoothing)
+        if not torch.isfinite(loss):
+            raise CapcacheError(
+                f"loss became {loss.item()} at step {state.step + 1} (epoch {state.epoch + 1}); training stopped, "
+                f"the last good checkpoint is kept (epoch {state.epoch}); lower optim.lr or set optim.grad_clip")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        limit = config.optim.grad_clip if config.optim.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(decoder.parameters(), limit).item()
+        scaler.step(optimizer)
+        scaler.update()
+        schedule.after_batch()
+        state.step += 1
+        total, count = total + ce.item(), count + 1
+        bar.set_postfix(loss=f"{ce.item():.3f}")
+        if state.step % config.log_every == 0 or count == steps_per_epoch:
+            log.write({"kind": "step", "step": state.step, "epoch": state.epoch + count / steps_per_epoch,
+                       "batch_train_loss": ce.item(), "learning_rate": optimizer.param_groups[0]["lr"],
+                       "grad_norm": grad_norm})
+    return total / max(count, 1)
+
+
+@torch.inference_mode()
+def _validation_loss(decoder, val_set: CaptionPairs, config: TrainConfig, device) -> float:
+    decoder.eval()
+    val_set.set_epoch(0, config.seed, 0)  # every caption, fixed order
+    loader = DataLoader(val_set, batch_size=config.batch_size, collate_fn=collate, num_workers=config.data.workers)
+    total, tokens_seen = 0.0, 0
+    for feats, tokens in loader:
+        feats, tokens = feats.to(device), tokens.to(device)
+        _, ce = caption_loss(decoder, feats, tokens, 1.0, 0.0)
+        n = int((tokens[:, 1:] != PAD_ID).sum())
+        total, tokens_seen = total + ce.item() * n, tokens_seen + n
+    return total / max(tokens_seen, 1)
+
+
+def _validation_scores(decoder, cache, records, vocab, config: TrainConfig, device) -> dict[str, float]:
+    from pipeline.evaluation.scorers import score_captions  # java start-up only when validating
+
+    records = records[: config.val_max_images]
+    captions = caption_cached_images(decoder, cache, [r.image_id for r in records], vocab, device,
+                                     config.batch_size, config.max_decode_len)
+    result = score_captions(captions, {r.image_id: r.captions for r in records}, metrics=("BLEU-4", "CIDEr"))
+    return dict(result.scores)
+
+
+def _save(path: Path, decoder, optimizer, schedule: Schedule, scaler, state: _Progress, vocab: Vocabulary,
+          config: TrainConfig) -> None:
+    save_checkpoint(path, model=decoder.state_dict(), optimizer=optimizer.state_dict(),
+                    schedule=schedule.state_dict(), scaler=scaler.state_dict(), progress=vars(state).copy(),
+                    rng=rng_states(), config=config.to_dict(), vocab_size=len(vocab))
+
+
+def _pairs_per_epoch(pairs: CaptionPairs, config: TrainConfig) -> int:
+    k = config.data.captions_per_image
+    return sum(len(c) if k <= 0 else min(k, len(c)) for c in pairs.captions)
+
+
+def _load_or_check_config(config: TrainConfig | None, run: RunFolder, resume: bool) -> TrainConfig:
+    if resume:
+        if not run.config.is_file():
+            raise CapcacheError(f"{run.root} is not a capcache run (no config.json); train it first without --resume")
+        return TrainConfig.from_dict(read_json(run.config))
+    if config is None:
+        raise CapcacheError("no training config given")
+    if run.checkpoint("last").exists():
+        raise CapcacheError(f"{run.root} already holds a trained run; continue it with --resume or choose another --out")
+    for field, value in (("data.manifest", config.data.manifest), ("data.cache", config.data.cache)):
+        if not value:
+            raise CapcacheError(f"{field} is not set; pass it (e.g. --manifest / --cache)")
+    return config
+
+
+def _check_cache(cache: FeatureCache, manifest: Manifest, run: RunFolder, resume: bool) -> None:
+    digest = image_set_digest((r.image_id, r.file) for r in manifest.images)
+    if cache.spec.image_set != digest:
+        raise CapcacheError(f"cache {cache.path.name} was extracted from another image set than manifest "
+                            f"{manifest.name!r}; run `capcache extract` on this manifest")
+    if resume and run.cache_info.is_file():
+        stored = read_json(run.cache_info)
+        if stored["key"] != cache.key:
+            diff = "; ".join(CacheSpec.from_dict(stored["spec"]).differences(cache.spec))
+            raise CapcacheError(f"run {run.root} was trained on cache key {stored['key']}, not {cache.key} ({diff}); "
+                                "resume with the original cache")
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
