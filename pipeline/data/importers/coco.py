@@ -28,10 +28,10 @@ def import_coco(path: Path, options: ImportOptions) -> Parsed:
     if uncaptioned and split != "test":
         raise DataError(f"no 'annotations' in a {split} file; only test-image lists come without captions", path)
     intake = Intake(path)
-    ids = FirstSeen(path, "annotation id")
+    ids = FirstSeen("annotation id")
     for j, annotation in enumerate([] if uncaptioned else entries(data, "annotations", path, WHAT)):
         where = f"annotations[{j}]"
-        ids.add(str(field(annotation, "id", ID, path, where)), where)
+        ids.add(str(field(annotation, "id", ID, path, where)), path, where)
         image_id = str(field(annotation, "image_id", ID, path, where))
         if image_id not in files:
             raise fail(path, where, f"image_id {image_id} is not in this file's 'images'")
@@ -43,11 +43,11 @@ def import_coco(path: Path, options: ImportOptions) -> Parsed:
 def _image_files(data: object, path: Path) -> dict[str, str]:
     """COCO image id (as a string, the manifest's id type) -> file name, in file order."""
     files: dict[str, str] = {}
-    ids = FirstSeen(path, "image id")
+    ids = FirstSeen("image id")
     for i, entry in enumerate(entries(data, "images", path, WHAT)):
         where = f"images[{i}]"
         image_id = str(field(entry, "id", ID, path, where))
-        ids.add(image_id, where)
+        ids.add(image_id, path, where)
         files[image_id] = field(entry, "file_name", str, path, where)
     return files
 

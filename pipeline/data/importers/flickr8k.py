@@ -16,22 +16,23 @@ from pipeline.data.importers.reading import text_lines
 from pipeline.data.importers.splits import records_by_name, split_name
 from pipeline.errors import DataError
 
-SPLIT_LISTS = {"train": "Flickr_8k.trainImages.txt", "val": "Flickr_8k.devImages.txt", "test": "Flickr_8k.testImages.txt"}
+SPLIT_LISTS = {
+    "train": "Flickr_8k.trainImages.txt",
+    "val": "Flickr_8k.devImages.txt",
+    "test": "Flickr_8k.testImages.txt",
+}
 
 
 def import_flickr8k(path: Path, options: ImportOptions) -> Parsed:
     intake = Intake(path)
-    keys = FirstSeen(path, "caption")
+    keys = FirstSeen("caption")
     for number, line in text_lines(path):
         key, tab, caption = line.partition("\t")
         name, hash_, index = key.strip().rpartition("#")
         if not (tab and hash_ and name and index.isdecimal()):
             raise DataError(f"expected 'IMAGE#N<TAB>caption', got {line[:60]!r}", path, number)
-        keys.add(f"{name}#{int(index)}", number)
-        if not is_image_name(name):
-            intake.skip("bad_image_name", number, f"{name!r} is not an image file name; its caption is skipped")
-            continue
-        intake.add_caption(name, caption, number)
+        keys.add(f"{name}#{int(index)}", path, number)
+        intake.add_file_caption(name, caption, number)
     lists = _split_lists(path, options.split_files)
     images = records_by_name(intake, _read_split_lists(lists), "in no split list")
     return intake.parsed(images, format="flickr8k", split_lists={s: str(p) for s, p in lists.items()})
@@ -43,21 +44,20 @@ def _split_lists(token_file: Path, given: Mapping[str, Path] | None) -> dict[str
     found = {split: token_file.parent / name for split, name in SPLIT_LISTS.items()}
     absent = [p.name for p in found.values() if not p.is_file()]
     if absent:
-        raise DataError(f"split lists {', '.join(absent)} not found beside it; put them there or pass split_files", token_file)
+        raise DataError(f"split lists {', '.join(absent)} not found beside it; put them there or pass split_files",
+                        token_file)
     return found
 
 
 def _read_split_lists(lists: Mapping[str, Path]) -> dict[str, str]:
     """Image name -> split; an image in two lists is an error, since either choice would leak test data."""
     split_of: dict[str, str] = {}
-    where: dict[str, str] = {}
+    listed = FirstSeen("image name")
     for split, path in lists.items():
         for number, line in text_lines(path):
             name = line.strip()
             if not is_image_name(name) or len(name.split()) != 1:
                 raise DataError(f"expected one image file name per line, got {name[:60]!r}", path, number)
-            if name in split_of:
-                raise DataError(f"{name!r} is already listed ({where[name]})", path, number)
+            listed.add(name, path, number)
             split_of[name] = split
-            where[name] = f"{path.name}:{number}"
     return split_of

@@ -62,16 +62,18 @@ def fail(path: Path | None, where: Where, message: str) -> DataError:
 class FirstSeen:
     """Remembers where each key first appeared, so a duplicate's error points at both places."""
 
-    def __init__(self, path: Path, what: str) -> None:
-        self.path = path
+    def __init__(self, what: str) -> None:
         self.what = what
-        self._where: dict[str, Where] = {}
+        self._first: dict[str, tuple[Path, Where]] = {}
 
-    def add(self, key: str, where: Where) -> None:
-        if key in self._where:
-            first = self._where[key]
-            raise fail(self.path, where, f"duplicate {self.what} {key!r} (first {'on line' if isinstance(first, int) else 'at'} {first})")
-        self._where[key] = where
+    def add(self, key: str, path: Path, where: Where) -> None:
+        if key in self._first:
+            first_path, first = self._first[key]
+            at = f"on line {first}" if isinstance(first, int) else f"at {first}"
+            if first_path != path:
+                at += f" of {first_path.name}"
+            raise fail(path, where, f"duplicate {self.what} {key!r} (first {at})")
+        self._first[key] = (path, where)
 
 
 def is_image_name(name: str) -> bool:
@@ -115,6 +117,14 @@ class Intake:
         if len(caption) == 1:
             self.warnings.append(located(self.path, where, f"one-letter caption {caption!r} for {key!r} kept"))
         self.captions.setdefault(key, []).append(caption)
+
+    def add_file_caption(self, name: str, raw: str, where: Where) -> None:
+        """For formats keyed by file name, where a key naming no image (Flickr8k's stray
+        "2258277193_586949ec62.jpg.1") costs its caption and a warning, not the whole import."""
+        if not is_image_name(name):
+            self.skip("bad_image_name", where, f"{name!r} is not an image file name; its caption is skipped")
+            return
+        self.add_caption(name, raw, where)
 
     def records(self, placed: Iterable[tuple[str, str, str]], keep_uncaptioned: bool = False) -> list[ImageRecord]:
         """Records for (image id, file, split), in the order given.

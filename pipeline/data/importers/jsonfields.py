@@ -18,7 +18,7 @@ ID = (int, str)  # ids are numbers in the published files; strings are accepted 
 def entries(data: Any, key: str, path: Path, what: str) -> list[dict]:
     """The list ``data[key]`` of JSON objects, or an error saying the file is not ``what``."""
     if not isinstance(data, dict) or not isinstance(data.get(key), list):
-        raise DataError(f"not a {what} file: expected a JSON object with a {key!r} list", path)
+        raise DataError(f"not a {what} file: expected a JSON object whose {key!r} is a list", path)
     items = data[key]
     for i, item in enumerate(items):
         if not isinstance(item, dict):

@@ -18,7 +18,7 @@ import csv
 import io
 from pathlib import Path
 
-from pipeline.data.importers.intake import ImportOptions, Intake, Parsed, is_image_name
+from pipeline.data.importers.intake import ImportOptions, Intake, Parsed
 from pipeline.data.importers.reading import read_text
 from pipeline.data.importers.splits import load_official_split, random_split, records_by_name
 from pipeline.errors import DataError
@@ -43,24 +43,26 @@ def _read_rows(path: Path) -> Intake:
     intake = Intake(path)
     reader = csv.reader(io.StringIO(read_text(path), newline=""), strict=True)
     try:
-        header = next(reader, None)
-        if header is None:
-            raise DataError("empty file; expected a header line 'image,caption'", path)
-        if [h.strip().lower() for h in header] != HEADER:
-            raise DataError(f"expected header 'image,caption', got {','.join(header)[:60]!r}", path, reader.line_num)
+        _check_header(next(reader, None), path, reader.line_num)
         for row in reader:
-            if not row:
-                continue
-            if len(row) != 2:
-                raise DataError(f"expected 2 fields (image,caption), got {len(row)}; quote captions that contain commas",
-                                path, reader.line_num)
-            if "\n" in row[1]:
-                raise DataError("caption runs over several lines; look for an unbalanced quote above", path, reader.line_num)
-            name = row[0].strip()
-            if not is_image_name(name):
-                intake.skip("bad_image_name", reader.line_num, f"{name!r} is not an image file name; its caption is skipped")
-                continue
-            intake.add_caption(name, row[1], reader.line_num)
+            if row:
+                _add_row(intake, row, reader.line_num)
     except csv.Error as e:
         raise DataError(f"malformed CSV ({e})", path, reader.line_num) from e
     return intake
+
+
+def _check_header(header: list[str] | None, path: Path, number: int) -> None:
+    if header is None:
+        raise DataError("empty file; expected a header line 'image,caption'", path)
+    if [h.strip().lower() for h in header] != HEADER:
+        raise DataError(f"expected header 'image,caption', got {','.join(header)[:60]!r}", path, number)
+
+
+def _add_row(intake: Intake, row: list[str], number: int) -> None:
+    if len(row) != 2:
+        raise DataError(f"expected 2 fields (image,caption), got {len(row)}; quote captions that contain commas",
+                        intake.path, number)
+    if "\n" in row[1]:
+        raise DataError("caption runs over several lines; look for an unbalanced quote above", intake.path, number)
+    intake.add_file_caption(row[0].strip(), row[1], number)

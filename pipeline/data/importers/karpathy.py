@@ -19,7 +19,7 @@ def import_karpathy(path: Path, options: ImportOptions) -> Parsed:
     data = read_json_file(path)
     intake = Intake(path)
     placed: list[tuple[str, str, str]] = []
-    ids = FirstSeen(path, "image id")
+    ids = FirstSeen("image id")
     for i, entry in enumerate(entries(data, "images", path, "Karpathy split (dataset_*.json)")):
         where = f"images[{i}]"
         filename = field(entry, "filename", str, path, where)
@@ -27,12 +27,11 @@ def import_karpathy(path: Path, options: ImportOptions) -> Parsed:
         split = split_name(field(entry, "split", str, path, where), path, where)
         cocoid = field(entry, "cocoid", ID, path, where, required=False)
         image_id = filename if cocoid is None else str(cocoid)
-        ids.add(image_id, where)
+        ids.add(image_id, path, where)
         for j, sentence in enumerate(field(entry, "sentences", list, path, where)):
             at = f"{where}.sentences[{j}]"
             if not isinstance(sentence, dict):
                 raise fail(path, at, f"expected a JSON object, got {type(sentence).__name__}")
             intake.add_caption(image_id, field(sentence, "raw", str, path, at), at)
         placed.append((image_id, f"{folder}/{filename}" if folder else filename, split))
-    dataset = data.get("dataset")
-    return intake.parsed(intake.records(placed), format="karpathy", dataset=dataset if isinstance(dataset, str) else None)
+    return intake.parsed(intake.records(placed), format="karpathy", dataset=data.get("dataset"))

@@ -49,8 +49,9 @@ def load_official_split(path: Path = OFFICIAL_SPLIT_FILE) -> dict[str, str]:
 
 def random_split(names: Sequence[str], ratios: Sequence[float], seed: int) -> dict[str, str]:
     """Train/val/test by seeded shuffle of the sorted names, so neither file order nor run matters."""
-    if len(ratios) != 3 or any(not math.isfinite(r) or r < 0 for r in ratios) or not math.isclose(sum(ratios), 1.0):
-        raise DataError(f"split ratios must be three non-negative numbers (train, val, test) summing to 1, got {tuple(ratios)}")
+    valid = len(ratios) == 3 and all(math.isfinite(r) and r >= 0 for r in ratios) and math.isclose(sum(ratios), 1.0)
+    if not valid:
+        raise DataError(f"split ratios must be three numbers >= 0 (train, val, test) summing to 1, got {tuple(ratios)}")
     order = sorted(names)
     random.Random(seed).shuffle(order)
     n_train = round(ratios[0] * len(order))

@@ -1,0 +1,57 @@
+"""Show and Tell baseline (seed 001): the pooled image feature sets the initial state of a
+multi-layer LSTM (or GRU); the decoder never looks at the image again."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pipeline.decoders.base import RecurrentDecoder, State
+from pipeline.decoders.config import DecoderConfig
+from pipeline.decoders.registry import register
+
+
+class ShowTell(RecurrentDecoder):
+    def __init__(self, config: DecoderConfig, feature_dim: int, vocab_size: int, cell: str):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.cell_type = cell
+        self.layers, h = config.num_layers, config.hidden_dim
+        self.image_proj = nn.Sequential(nn.Linear(feature_dim, h), nn.ReLU(), nn.Dropout(config.dropout))
+        self.init_h = nn.Linear(h, h * self.layers)
+        self.init_c = nn.Linear(h, h * self.layers) if cell == "lstm" else None
+        self.embedding = nn.Embedding(vocab_size, config.embed_dim)
+        rnn_cls = nn.LSTM if cell == "lstm" else nn.GRU
+        self.rnn = rnn_cls(config.embed_dim, h, num_layers=self.layers, batch_first=True,
+                           dropout=config.dropout if self.layers > 1 else 0.0)
+        self.dropout = nn.Dropout(config.dropout)
+        self.out = nn.Linear(h, vocab_size)
+
+    def init_state(self, features: torch.Tensor) -> State:
+        image = self.image_proj(features.mean(1))  # [B, L, D] -> [B, H]
+        batch = image.size(0)
+        state = {"h": torch.tanh(self.init_h(image)).view(batch, self.layers, -1)}  # [B, layers, H]
+        if self.init_c is not None:
+            state["c"] = torch.tanh(self.init_c(image)).view(batch, self.layers, -1)
+        return state
+
+    def step_logits(self, state: State, tokens: torch.Tensor) -> tuple[torch.Tensor, State]:
+        emb = self.embedding(tokens).unsqueeze(1)  # [B, 1, E]
+        h = state["h"].transpose(0, 1).contiguous()  # [layers, B, H], as nn.LSTM wants it
+        if self.cell_type == "lstm":
+            out, (h, c) = self.rnn(emb, (h, state["c"].transpose(0, 1).contiguous()))
+            new = {"h": h.transpose(0, 1), "c": c.transpose(0, 1)}
+        else:
+            out, h = self.rnn(emb, h)
+            new = {"h": h.transpose(0, 1)}
+        return self.out(self.dropout(out.squeeze(1))), new  # [B, V]
+
+
+@register("show_tell")
+def build_show_tell(config: DecoderConfig, feature_dim: int, n_tokens: int, vocab_size: int) -> ShowTell:
+    return ShowTell(config, feature_dim, vocab_size, "lstm")
+
+
+@register("show_tell_gru")
+def build_show_tell_gru(config: DecoderConfig, feature_dim: int, n_tokens: int, vocab_size: int) -> ShowTell:
+    return ShowTell(config, feature_dim, vocab_size, "gru")

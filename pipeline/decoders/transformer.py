@@ -1,0 +1,75 @@
+"""Transformer caption decoder over (projected, position-encoded, optionally self-attended) grid
+features: seed 000's ResNet+Transformer and CLIP+Transformer. Pre-norm layers train stably
+without a long warm-up; tied input/output embeddings are an option.
+
+Teacher forcing is exact and parallel here (a causal mask), so ``teacher_forcing`` < 1 does not
+apply; decoding recomputes the prefix each step, cheap at caption lengths (<= 30 tokens).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from pipeline.decoders.base import CaptionDecoder, DecoderOutput, State
+from pipeline.decoders.config import DecoderConfig
+from pipeline.decoders.grid import GridEncoder
+from pipeline.decoders.registry import register
+
+MAX_POSITIONS = 128
+
+
+class TransformerCaptioner(CaptionDecoder):
+    def __init__(self, config: DecoderConfig, feature_dim: int, n_tokens: int, vocab_size: int):
+        super().__init__()
+        d = config.hidden_dim
+        self.vocab_size = vocab_size
+        self.grid = GridEncoder(config, feature_dim, n_tokens)
+        self.memory_proj = nn.Linear(self.grid.out_dim, d) if self.grid.out_dim != d else nn.Identity()
+        self.embedding = nn.Embedding(vocab_size, d)
+        self.register_buffer("positions", _sinusoids(MAX_POSITIONS, d), persistent=False)  # [P, d]
+        layer = nn.TransformerDecoderLayer(d, config.heads, config.ff_dim, config.dropout, batch_first=True, norm_first=True)
+        self.decoder = nn.TransformerDecoder(layer, config.num_layers)
+        self.norm = nn.LayerNorm(d)
+        self.dropout = nn.Dropout(config.dropout)
+        self.out = nn.Linear(d, vocab_size)
+        if config.tie_embeddings:
+            self.out.weight = self.embedding.weight
+        self.scale = math.sqrt(d)
+
+    def memory(self, features: torch.Tensor) -> torch.Tensor:  # [B, L, D] -> [B, L, d]
+        return self.memory_proj(self.grid(features))
+
+    def forward(self, features: torch.Tensor, tokens: torch.Tensor, teacher_forcing: float = 1.0) -> DecoderOutput:
+        return DecoderOutput(self._logits(self.memory(features), tokens))
+
+    def init_state(self, features: torch.Tensor) -> State:
+        memory = self.memory(features)
+        return {"memory": memory, "prefix": memory.new_zeros((memory.size(0), 0), dtype=torch.long)}
+
+    def step(self, state: State, tokens: torch.Tensor) -> tuple[torch.Tensor, State]:
+        prefix = torch.cat([state["prefix"], tokens.unsqueeze(1)], 1)  # [B, t]
+        logits = self._logits(state["memory"], prefix)[:, -1]  # [B, V]
+        return logits.log_softmax(-1), {"memory": state["memory"], "prefix": prefix}
+
+    def _logits(self, memory: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        length = tokens.size(1)  # tokens [B, T]
+        x = self.dropout(self.embedding(tokens) * self.scale + self.positions[:length])  # [B, T, d]
+        causal = nn.Transformer.generate_square_subsequent_mask(length, device=tokens.device, dtype=x.dtype)
+        y = self.decoder(x, memory, tgt_mask=causal, tgt_is_causal=True)  # [B, T, d]
+        return self.out(self.norm(y))  # [B, T, V]
+
+
+def _sinusoids(length: int, dim: int) -> torch.Tensor:
+    pos = torch.arange(length).unsqueeze(1)  # [P, 1]
+    freq = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))  # [d/2]
+    table = torch.zeros(length, dim)
+    table[:, 0::2], table[:, 1::2] = torch.sin(pos * freq), torch.cos(pos * freq)
+    return table
+
+
+@register("transformer")
+def build_transformer(config: DecoderConfig, feature_dim: int, n_tokens: int, vocab_size: int) -> TransformerCaptioner:
+    return TransformerCaptioner(config, feature_dim, n_tokens, vocab_size)
