@@ -55,6 +55,7 @@ def import_(fmt: str = typer.Argument(..., metavar="FORMAT", help="karpathy | fl
             path: Path = typer.Argument(..., help="Caption file (dataset_*.json, Flickr8k.token.txt, captions.txt, captions_*.json)."),
             images: Path = typer.Option(..., help="Folder holding the image files."),
             out: str = typer.Option(..., help="Manifest name (saved as data_manifests/NAME.json) or a .json path."),
+            split: Optional[str] = typer.Option(None, help="COCO: the split of this file (default: from its name)."),
             split_seed: int = typer.Option(0, help="Seed for a random split when the format has none."),
             no_check_files: bool = typer.Option(False, "--no-check-files", help="Don't check image files exist.")):
     """Translate a caption dataset into a capcache manifest."""
@@ -62,7 +63,7 @@ def import_(fmt: str = typer.Argument(..., metavar="FORMAT", help="karpathy | fl
 
     target = Path(out) if out.endswith(".json") else Path("data_manifests") / f"{out}.json"
     result = import_dataset(fmt, path, images, name=target.stem, out=target, split_seed=split_seed,
-                            check_files=not no_check_files)
+                            check_files=not no_check_files, split=split)
     typer.echo(result.summary())
     typer.echo(f"manifest: {target}")
 

@@ -17,7 +17,7 @@ from pipeline.data.importers.intake import ImportOptions, Parsed, listing, locat
 from pipeline.data.importers.kaggle import import_kaggle
 from pipeline.data.importers.karpathy import import_karpathy
 from pipeline.data.importers.report import ImportResult
-from pipeline.data.manifest import ImageRecord, Manifest
+from pipeline.data.manifest import Manifest
 from pipeline.errors import DataError
 
 __all__ = ["IMPORTERS", "ImportResult", "import_dataset"]
@@ -54,13 +54,13 @@ def import_dataset(
         raise DataError(f"unknown format {fmt!r}; use one of {', '.join(IMPORTERS)}")
     for option, value, owner in (("split", split, "coco"), ("split_files", split_files, "flickr8k")):
         if value is not None and fmt != owner:
-            raise DataError(f"{option} applies to the {owner} format only; {fmt} files carry their own split")
+            raise DataError(f"{option} applies to the {owner} format only, not to {fmt}")
     root = Path(os.path.abspath(images))
     if check_files and not root.is_dir():
         raise DataError("image folder not found", root)
     files = {s: Path(p) for s, p in split_files.items()} if split_files is not None else None
     parsed = importer(Path(path), ImportOptions(split_seed, tuple(split_ratios), split, files))
-    missing = _missing(parsed.images, root) if check_files else []
+    missing = [r.file for r in parsed.images if not (root / r.file).is_file()] if check_files else []
     warnings, skipped = list(parsed.warnings), dict(parsed.skipped)
     if missing:
         warnings.append(located(root, None, f"{len(missing)} image files not found, left out: {listing(missing)}"))
@@ -74,7 +74,3 @@ def import_dataset(
     if out is not None:
         manifest.save(out)
     return ImportResult(manifest, warnings, missing, skipped)
-
-
-def _missing(records: list[ImageRecord], root: Path) -> list[str]:
-    return [r.file for r in records if not (root / r.file).is_file()]

@@ -40,7 +40,7 @@ def import_flickr8k(path: Path, options: ImportOptions) -> Parsed:
 
 def _split_lists(token_file: Path, given: Mapping[str, Path] | None) -> dict[str, Path]:
     if given is not None:
-        return {split_name(split, None, "split_files"): Path(p) for split, p in given.items()}
+        return {split_name(split, None, "split_files"): p for split, p in given.items()}
     found = {split: token_file.parent / name for split, name in SPLIT_LISTS.items()}
     absent = [p.name for p in found.values() if not p.is_file()]
     if absent:

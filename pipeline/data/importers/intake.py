@@ -13,7 +13,7 @@ the wrong file or a damaged one, and guessing would give a silently wrong datase
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
