@@ -11,7 +11,7 @@ from pipeline.decoders.base import select_state
 from pipeline.decoders.config import DecoderConfig
 from pipeline.decoding import greedy_search
 
-SMALL = DecoderConfig(embed_dim=16, hidden_dim=32, attention_dim=16, num_layers=2, dropout=0.0,
+SMALL = DecoderConfig(embed_dim=16, hidden_dim=32, attention_dim=16, num_layers=2, dropout=0.0, feature_norm="batchnorm",
                       feature_proj="linear", proj_dim=32, grid_encoder_layers=1, heads=4, ff_dim=64)
 B, L, D, V, T = 3, 9, 24, 40, 6
 

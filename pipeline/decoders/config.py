@@ -14,7 +14,8 @@ class DecoderConfig:
     num_layers: int = 1  # RNN layers (show_tell: seed 001 uses 2) / transformer decoder layers
     dropout: float = 0.5
     attention_reg: float = 1.0  # weight of doubly stochastic attention regularisation (Xu et al.: 1)
-    # Optional processing of the cached grid before decoding (seed 000): projection, positions, encoder
+    # Optional processing of the cached grid before decoding (seed 000): norm, projection, positions, encoder
+    feature_norm: str = "none"  # "none" | "layernorm" (per cell) | "batchnorm" (per channel, running stats)
     feature_proj: str = "none"  # "none" | "linear" | "conv" (1x1 conv over the grid)
     proj_dim: int = 512  # size after projection
     grid_encoder_layers: int = 0  # Transformer encoder layers over the grid; 0 = none

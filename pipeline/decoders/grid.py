@@ -18,6 +18,7 @@ class GridEncoder(nn.Module):
     def __init__(self, config: DecoderConfig, feature_dim: int, n_tokens: int):
         super().__init__()
         self.out_dim = feature_dim
+        self.norm = _feature_norm(config.feature_norm, feature_dim)
         self.proj: nn.Module = nn.Identity()
         if config.feature_proj == "linear":
             self.proj = nn.Sequential(nn.Linear(feature_dim, config.proj_dim), nn.ReLU(), nn.Dropout(config.dropout))
@@ -37,12 +38,33 @@ class GridEncoder(nn.Module):
             self.encoder = nn.TransformerEncoder(layer, config.grid_encoder_layers, enable_nested_tensor=False)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:  # [B, L, D] -> [B, L, out_dim]
-        x = self.proj(features)
+        x = self.proj(self.norm(features))
         if self.positions is not None:
             x = x + self.positions
         if self.encoder is not None:
             x = self.encoder(x)
         return x
+
+
+def _feature_norm(kind: str, dim: int) -> nn.Module:
+    """Backbones differ wildly in feature scale (ReLU maps ~0.5, CLIP tokens ~1, random stems
+    ~0.1); normalising the input lets one set of decoder hyper-parameters fit them all."""
+    if kind == "none":
+        return nn.Identity()
+    if kind == "layernorm":
+        return nn.LayerNorm(dim)
+    if kind == "batchnorm":
+        return _ChannelBatchNorm(dim)
+    raise CapcacheError(f"unknown feature_norm {kind!r}; use none, layernorm or batchnorm")
+
+
+class _ChannelBatchNorm(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, D], normalised per channel D
+        return self.bn(x.transpose(1, 2)).transpose(1, 2)
 
 
 class _Conv1x1(nn.Module):
