@@ -10,14 +10,18 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any
+
+from pipeline.data.manifest import Manifest
 
 
 @dataclass(frozen=True)
 class CacheSpec:
     encoder: dict[str, Any]  # FrozenEncoder.describe()
     dtype: str  # storage dtype of the features, "float16" or "float32"
-    image_set: str  # digest of the (image id, file) list, see image_set_digest
+    image_set: str  # digest of (image id, file, size in bytes) per row: which images, by content
+    image_names: str  # digest of (image id, file) per row: which images, by name only
     n_images: int
 
     @property
@@ -36,9 +40,26 @@ class CacheSpec:
         return _diff(self.to_dict(), other.to_dict(), "")
 
 
-def image_set_digest(items: Iterable[tuple[str, str]]) -> str:
-    """Digest of (image id, relative file) pairs in order: the rows of the cache."""
-    return _digest([list(pair) for pair in items])
+def image_digests(manifest: Manifest) -> tuple[str, str]:
+    """(image_set, image_names) digests of a manifest's images, in row order.
+
+    File sizes tell apart two image sets that share file names (a regenerated or re-downloaded
+    dataset) at the cost of one stat per image; a missing file counts as size -1.
+    """
+    names = [[r.image_id, r.file] for r in manifest.images]
+    sizes = [_size(manifest.image_path(r)) for r in manifest.images]
+    return _digest([n + [s] for n, s in zip(names, sizes)]), _digest(names)
+
+
+def images_present(manifest: Manifest) -> bool:
+    return Path(manifest.image_root).is_dir()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
 
 
 def _digest(obj: Any) -> str:

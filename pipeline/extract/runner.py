@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from pipeline.cache import hdf5
-from pipeline.cache.key import CacheSpec, image_set_digest
+from pipeline.cache.key import CacheSpec, image_digests
 from pipeline.cache.writer import CacheWriter
 from pipeline.data.manifest import Manifest
 from pipeline.device import resolve_device
@@ -59,8 +59,9 @@ class ExtractResult:
 
 
 def cache_spec(manifest: Manifest, encoder: FrozenEncoder, dtype: str) -> CacheSpec:
-    digest = image_set_digest((r.image_id, r.file) for r in manifest.images)
-    return CacheSpec(encoder=encoder.describe(), dtype=dtype, image_set=digest, n_images=len(manifest.images))
+    image_set, image_names = image_digests(manifest)
+    return CacheSpec(encoder=encoder.describe(), dtype=dtype, image_set=image_set, image_names=image_names,
+                     n_images=len(manifest.images))
 
 
 def cache_path_for(cache_dir: str | Path, manifest: Manifest, spec: CacheSpec) -> Path:

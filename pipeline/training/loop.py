@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from pipeline.cache.key import CacheSpec, image_set_digest
+from pipeline.cache.key import CacheSpec, image_digests, images_present
 from pipeline.cache.reader import FeatureCache
 from pipeline.data.manifest import Manifest
 from pipeline.data.vocab import PAD_ID, Vocabulary
@@ -102,6 +102,7 @@ def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False,
         vocab.save(run.vocab)
         run.metrics.unlink(missing_ok=True)
 
+    state.finished = state.finished or state.epoch >= config.epochs
     while not state.finished:
         started = time.perf_counter()
         train_set.set_epoch(state.epoch, config.seed, config.data.captions_per_image)
@@ -224,8 +225,11 @@ def _load_or_check_config(config: TrainConfig | None, run: RunFolder, resume: bo
 
 
 def _check_cache(cache: FeatureCache, manifest: Manifest, run: RunFolder, resume: bool) -> None:
-    digest = image_set_digest((r.image_id, r.file) for r in manifest.images)
-    if cache.spec.image_set != digest:
+    """The cache must hold this manifest's images: same names, and same files when they are on disk
+    (training itself needs only the cache, so images that are gone are checked by name alone)."""
+    image_set, image_names = image_digests(manifest)
+    same = cache.spec.image_set == image_set if images_present(manifest) else cache.spec.image_names == image_names
+    if not same:
         raise CapcacheError(f"cache {cache.path.name} was extracted from another image set than manifest "
                             f"{manifest.name!r}; run `capcache extract` on this manifest")
     if resume and run.cache_info.is_file():

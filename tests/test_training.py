@@ -1,0 +1,122 @@
+"""Training from a cache: the run folder, bit-identical resume, and clear stops on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import pipeline.training.loop as loop
+from pipeline.data.manifest import Manifest
+from pipeline.data.synthetic import SyntheticConfig, generate_dataset
+from pipeline.errors import CapcacheError
+from pipeline.extract import extract
+from pipeline.training.config import resolve_config
+from pipeline.training.metrics_log import read_metrics
+from pipeline.training.plots import SEED_000_CURVES
+
+FAST = ["epochs=3", "batch_size=16", "log_every=2", "model.embed_dim=32", "model.hidden_dim=48",
+        "model.attention_dim=32", "val_max_images=10", "teacher_forcing=0.8"]
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("tiny")
+    manifest_path = generate_dataset(root / "data", SyntheticConfig.tiny())
+    cache = extract(Manifest.load(manifest_path), "tiny-cnn", cache_dir=root / "cache", workers=0, progress=False)
+    return manifest_path, cache.path
+
+
+def _config(tiny_set, *extra: str):
+    manifest, cache = tiny_set
+    return resolve_config("demo", None, [f"data.manifest={manifest}", f"data.cache={cache}", *FAST, *extra])
+
+
+def test_run_folder_holds_everything_to_reproduce(tiny_set, tmp_path):
+    result = loop.train(_config(tiny_set), tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    assert result.epochs == 3 and result.steps == 3 * 19  # 60 images x 5 captions / 16 per batch
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["hidden_dim"] == 48 and config["data"]["cache"] == str(tiny_set[1])
+    assert json.loads((run / "cache.json").read_text())["key"] in tiny_set[1].name
+    assert json.loads((run / "vocab.json").read_text())["words"][:4] == ["<pad>", "<start>", "<end>", "<unk>"]
+    records = read_metrics(run / "metrics.jsonl")
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2, 3]
+    assert all({"train_loss", "val_loss", "val_CIDEr", "val_BLEU-4"} <= set(r) for r in epochs)
+    steps = [r for r in records if r["kind"] == "step"]
+    assert all({"batch_train_loss", "learning_rate", "grad_norm", "epoch"} <= set(r) for r in steps)
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
+    for name in SEED_000_CURVES + ("val_CIDEr", "overview"):
+        assert (run / "plots" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for which in ("last", "best"):
+        ckpt = torch.load(run / "checkpoints" / f"{which}.pt", weights_only=False)
+        assert {"model", "optimizer", "schedule", "rng", "progress"} <= set(ckpt)
+
+
+def test_interrupted_and_resumed_run_ends_with_identical_weights(tiny_set, tmp_path, monkeypatch):
+    loop.train(_config(tiny_set), tmp_path / "straight", progress=False)
+
+    real_plot, calls = loop.plot_runs, []
+
+    def interrupt_after_first_epoch(*args, **kwargs):  # called once per epoch, after the checkpoint
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real_plot(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "plot_runs", interrupt_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(_config(tiny_set), tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(loop, "plot_runs", real_plot)
+    torch.manual_seed(1234)  # a resumed process starts with other RNG state; the checkpoint must restore it
+    result = loop.train(None, tmp_path / "resumed", resume=True, progress=False)
+    assert result.epochs == 3
+    a = torch.load(tmp_path / "straight/checkpoints/last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=False)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    drop = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]  # noqa: E731
+    assert drop(read_metrics(tmp_path / "straight/metrics.jsonl")) == drop(read_metrics(tmp_path / "resumed/metrics.jsonl"))
+    again = loop.train(None, tmp_path / "resumed", resume=True, progress=False)  # finished: nothing to do
+    assert again.steps == result.steps
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tiny_set, tmp_path, monkeypatch):
+    real_loss, calls = loop.caption_loss, []
+
+    def loss_goes_nan_at_step_25(*args):
+        loss, ce = real_loss(*args)
+        if torch.is_grad_enabled():  # a training step, not validation
+            calls.append(1)
+            if len(calls) == 25:
+                return loss * float("nan"), ce
+        return loss, ce
+
+    monkeypatch.setattr(loop, "caption_loss", loss_goes_nan_at_step_25)
+    with pytest.raises(CapcacheError, match=r"loss became nan at step 25 \(epoch 2\).*epoch 1"):
+        loop.train(_config(tiny_set), tmp_path / "run", progress=False)
+    kept = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=False)
+    assert kept["progress"]["epoch"] == 1 and all(torch.isfinite(v).all() for v in kept["model"].values())
+
+
+def test_refuses_bad_setups_with_one_line_errors(tiny_set, tmp_path):
+    manifest_path, cache_path = tiny_set
+    loop.train(_config(tiny_set, "epochs=1"), tmp_path / "done", progress=False)
+    with pytest.raises(CapcacheError, match="already holds a trained run"):
+        loop.train(_config(tiny_set, "epochs=1"), tmp_path / "done", progress=False)
+    with pytest.raises(CapcacheError, match="not a capcache run"):
+        loop.train(None, tmp_path / "nothing", resume=True, progress=False)
+
+    manifest = Manifest.load(manifest_path)
+    no_train = Manifest("no-train", manifest.image_root, [r for r in manifest.images if r.split != "train"])
+    no_train.save(tmp_path / "no_train.json")
+    with pytest.raises(CapcacheError, match="no train split"):
+        loop.train(_config(tiny_set, f"data.manifest={tmp_path / 'no_train.json'}"), tmp_path / "r1", progress=False)
+
+    other = generate_dataset(tmp_path / "other", SyntheticConfig.tiny(seed=5))
+    with pytest.raises(CapcacheError, match="another image set"):
+        loop.train(_config(tiny_set, f"data.manifest={other}"), tmp_path / "r2", progress=False)
+    with pytest.raises(CapcacheError, match="empty vocabulary"):
+        loop.train(_config(tiny_set, "data.min_freq=100000"), tmp_path / "r3", progress=False)
