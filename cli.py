@@ -36,12 +36,17 @@ def friendly_errors(fn: Callable) -> Callable:
 def demo(out: Path = typer.Option(Path("runs/demo"), help="Folder for data, cache and run."),
          device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
          workers: int = typer.Option(2, help="Image decoding processes during extraction."),
+         train_images: int = typer.Option(2000, help="Synthetic training images."),
+         eval_images: int = typer.Option(200, help="Synthetic images in each of val and test."),
+         seed: int = typer.Option(0, help="Seed of the synthetic set."),
          set_: Optional[List[str]] = typer.Option(None, "--set", help="Training override KEY=VALUE, e.g. epochs=3.")):
     """Generate the offline demo set, extract, train and evaluate, end to end."""
+    from pipeline.data.synthetic import SyntheticConfig
     from pipeline.demo import run_demo
     from pipeline.evaluation.table import format_table
 
-    result = run_demo(out, overrides=set_ or [], device=device, workers=workers)
+    data = SyntheticConfig(n_train=train_images, n_val=eval_images, n_test=eval_images, seed=seed)
+    result = run_demo(out, data=data, overrides=set_ or [], device=device, workers=workers)
     typer.echo(result.extraction.summary())
     typer.echo(format_table({"demo (tiny-cnn + att_lstm)": result.evaluation["scores"]}))
     for metric, reason in result.evaluation["unavailable"].items():
