@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test clean
+.PHONY: setup browser demo test clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,7 +16,13 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/capcache demo
 
-test: setup
+# The HTML report test opens the page in Debian's headless Chromium; install it where we can.
+browser:
+	@command -v chromium >/dev/null || ! command -v apt-get >/dev/null || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+		echo "chromium not installed: the browser check of the HTML report will be skipped"
+
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -87,8 +87,47 @@ def extract(manifest: Path = typer.Argument(..., help="Manifest JSON."),
     from pipeline.extract import extract as run_extract
 
     result = run_extract(Manifest.load(manifest), encoder, weights, grid, cache_dir, batch_size, workers, device, dtype)
+    if not result.main_process:  # other torchrun ranks: rank 0 reports for the job
+        return
     typer.echo(result.summary())
     typer.echo(str(result.path))  # last line: the cache path, for scripts
+
+
+cache_app = typer.Typer(no_args_is_help=True, help="List, describe and verify feature caches.")
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("ls")
+@friendly_errors
+def cache_ls(cache_dir: Path = typer.Option(Path("cache"), help="Folder holding cache files.")):
+    """Every cache in a folder: encoder, image count, completeness, size."""
+    from pipeline.cache.inspect import format_listing, list_caches
+
+    caches, problems = list_caches(cache_dir)
+    typer.echo(format_listing(caches))
+    for line in problems:
+        typer.echo(f"unreadable: {line}")
+
+
+@cache_app.command("info")
+@friendly_errors
+def cache_info(path: Path = typer.Argument(..., help="Cache file (.h5).")):
+    """Everything a cache was built from: key, encoder, weights, preprocessing, versions."""
+    from pipeline.cache.inspect import cache_info as describe
+
+    typer.echo(describe(path).summary())
+
+
+@cache_app.command("verify")
+@friendly_errors
+def cache_verify(path: Path = typer.Argument(..., help="Cache file (.h5).")):
+    """Check every row is written and finite; exit code 1 when not."""
+    from pipeline.cache.inspect import verify_cache
+
+    result = verify_cache(path)
+    typer.echo(result.summary())
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -117,26 +156,117 @@ def train(out: Path = typer.Option(..., help="Run folder to create (or continue 
     overrides += [f"data.cache={cache.resolve()}"] if cache else []
     cfg = None if resume else resolve_config(preset, load_file(config) if config else None, overrides + (set_ or []))
     result = run_train(cfg, out, resume=resume)
+    if not result.main_process:  # other torchrun ranks: rank 0 reports for the job
+        return
     best = f"{result.best_metric:.4f} (epoch {result.best_epoch})" if result.best_metric is not None else "n/a"
     typer.echo(f"trained {result.epochs} epochs, {result.steps} steps in {result.seconds:.0f} s; best: {best}"
                + ("; stopped early" if result.stopped_early else ""))
     typer.echo(f"run folder: {result.run_dir}")
 
 
+def _decoding(beam: int, max_len: Optional[int], min_len: int, length_penalty: float, no_repeat_ngram: int):
+    from pipeline.decoding import DecodingConfig
+
+    return DecodingConfig.from_beam(beam, max_len=max_len, min_len=min_len, length_penalty=length_penalty,
+                                    no_repeat_ngram=no_repeat_ngram)
+
+
+BEAM = typer.Option(1, help="Beam size; 1 = greedy.")
+MAX_LEN = typer.Option(None, help="Longest caption in words (default: the run's max_decode_len).")
+MIN_LEN = typer.Option(1, help="Beam: no <end> before this many words.")
+LENGTH_PENALTY = typer.Option(0.0, help="Beam: GNMT length penalty alpha (0 = plain log-prob).")
+NO_REPEAT = typer.Option(0, help="Beam: never repeat an n-gram of this size (0 = off).")
+
+
 @app.command("eval")
 @friendly_errors
 def eval_(run: Path = typer.Argument(..., help="Run folder."), split: str = typer.Option("test"),
           checkpoint: str = typer.Option("best", help="best | last"), batch_size: int = typer.Option(64),
+          beam: int = BEAM, max_len: Optional[int] = MAX_LEN, min_len: int = MIN_LEN,
+          length_penalty: float = LENGTH_PENALTY, no_repeat_ngram: int = NO_REPEAT,
           device: str = typer.Option("auto"), spice: bool = typer.Option(False, help="Also SPICE (needs its download).")):
     """Decode a split with a trained run and score it with pycocoevalcap."""
     from pipeline.evaluation.evaluate_run import evaluate_run
     from pipeline.evaluation.table import format_table
 
-    report = evaluate_run(run, split, checkpoint, batch_size, device=device, spice=spice)
+    decoding = _decoding(beam, max_len, min_len, length_penalty, no_repeat_ngram)
+    report = evaluate_run(run, split, checkpoint, batch_size, device=device, spice=spice, decoding=decoding)
     typer.echo(format_table({run.name: report["scores"]}))
     for metric, reason in report["unavailable"].items():
         typer.echo(f"{metric} unavailable: {reason}")
     typer.echo(f"written: {run / 'eval' / (split + '.json')}")
+
+
+@app.command()
+@friendly_errors
+def caption(run: Path = typer.Argument(..., help="Run folder."),
+            images: List[Path] = typer.Argument(..., help="Image files and/or folders."),
+            beam: int = BEAM, max_len: Optional[int] = MAX_LEN, min_len: int = MIN_LEN,
+            length_penalty: float = LENGTH_PENALTY, no_repeat_ngram: int = NO_REPEAT,
+            checkpoint: str = typer.Option("best", help="best | last"),
+            weights: Optional[str] = typer.Option(None, help="Only for runs whose encoder used a local weights file."),
+            json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the captions as JSON here."),
+            attention: Optional[Path] = typer.Option(None, help="Folder for word-by-word attention maps (PNG)."),
+            device: str = typer.Option("auto")):
+    """Caption new images with a trained run (its own encoder and preprocessing); prints file<TAB>caption."""
+    from pipeline.decoding.new_images import caption_images
+    from pipeline.io import atomic_write_json
+
+    decoding = _decoding(beam, max_len, min_len, length_penalty, no_repeat_ngram)
+    result = caption_images(run, images, decoding, checkpoint, weights, device=device, attention=attention is not None)
+    for item in result.images:
+        typer.echo(f"{item.path}\t{item.caption}")
+    for path, why in result.skipped.items():
+        typer.secho(f"skipped {path}: {why}", err=True)
+    if attention is not None:
+        from pipeline.report.attention import save_attention_maps
+
+        typer.echo(f"attention maps: {len(save_attention_maps(result, attention))} in {attention}", err=True)
+    if json_out:
+        atomic_write_json(json_out, {"run": str(run), "decoding": decoding.describe(), "skipped": result.skipped,
+                                     "captions": [{"file": str(i.path), "caption": i.caption, "log_prob": i.log_prob}
+                                                  for i in result.images]})
+
+
+@app.command()
+@friendly_errors
+def compare(runs: List[Path] = typer.Argument(..., help="Evaluated run folders."), split: str = typer.Option("test"),
+            markdown: Optional[Path] = typer.Option(None, help="Also write the table as Markdown to this file.")):
+    """Side-by-side table of evaluated runs: scores, parameters, training time, cache used."""
+    from pipeline.evaluation.compare import compare_runs, format_comparison
+    from pipeline.io import atomic_write_text
+
+    rows = compare_runs(runs, split)
+    typer.echo(format_comparison(rows))
+    if markdown:
+        atomic_write_text(markdown, format_comparison(rows, markdown=True) + "\n")
+        typer.echo(f"written: {markdown}")
+
+
+@app.command()
+@friendly_errors
+def report(run: Path = typer.Argument(..., help="Evaluated run folder."), split: str = typer.Option("test"),
+           out: Optional[Path] = typer.Option(None, help="HTML file (default RUN/report_<split>.html)."),
+           gallery: int = typer.Option(24, help="Images in the gallery: half best, half worst by CIDEr.")):
+    """Self-contained HTML page: scores, training plots, best and worst captions with references."""
+    from pipeline.report.html import write_report
+
+    typer.echo(str(write_report(run, split, out, gallery)))
+
+
+@app.command("metrics-check")
+@friendly_errors
+def metrics_check(folder: Path = typer.Argument(..., help="Flickr8k text folder (Flickr8k.token.txt, ExpertAnnotations.txt)."),
+                  json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the result as JSON here.")):
+    """Kendall tau-c between each metric and the Flickr8k-Expert human judgements, vs the published values."""
+    from pipeline.evaluation.expert import expert_agreement, expert_files
+    from pipeline.io import atomic_write_json
+
+    result = expert_agreement(*expert_files(folder))
+    typer.echo(result.summary())
+    if json_out:
+        atomic_write_json(json_out, result.to_dict())
+        typer.echo(f"written: {json_out}")
 
 
 @app.command()

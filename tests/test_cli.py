@@ -91,6 +91,12 @@ def test_import_prints_a_summary_and_writes_the_manifest(tmp_path, shared_data):
     (["train", "--out", "/tmp/capcache-none", "--resume"], "not a capcache run"),
     (["train", "--out", "/tmp/capcache-none", "--set", "optim.lr=fast"], "expected float"),
     (["eval", "/nonexistent/run"], "not a capcache run folder"),
+    (["caption", "/nonexistent/run", "/tmp"], "not a capcache run folder"),
+    (["compare", "/nonexistent/run"], "has no test evaluation"),
+    (["report", "/nonexistent/run"], "has no test evaluation"),
+    (["metrics-check", "/nonexistent/flickr8k_text"], "not found"),
+    (["cache", "info", "/nonexistent/x.h5"], "not found"),
+    (["cache", "ls", "--cache-dir", "/nonexistent/cache"], "does not exist"),
 ])
 def test_bad_input_is_one_line_without_traceback(args, message):
     done = _cli(*args)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,3 +123,45 @@ def test_refuses_bad_setups_with_one_line_errors(tiny_set, tmp_path):
         loop.train(_config(tiny_set, f"data.manifest={other}"), tmp_path / "r2", progress=False)
     with pytest.raises(CapcacheError, match="empty vocabulary"):
         loop.train(_config(tiny_set, "data.min_freq=100000"), tmp_path / "r3", progress=False)
+    with pytest.raises(CapcacheError, match="holds tiny-cnn features but the config expects resnet50 .*--encoder resnet50"):
+        loop.train(_config(tiny_set, "data.encoder=resnet50"), tmp_path / "r4", progress=False)
+
+
+def test_glove_vectors_initialise_and_frozen_embeddings_stay_put(tiny_set, tmp_path):
+    vocab_words = ["red", "blue", "circle", "left"]
+    rows = {w: [round(0.01 * (i + 1) * (j + 1), 4) for j in range(32)] for i, w in enumerate(vocab_words)}
+    glove = tmp_path / "glove.32d.txt"
+    glove.write_text("".join(f"{w} {' '.join(map(str, v))}\n" for w, v in {"zebra": [0.5] * 32, **rows}.items()))
+    loop.train(_config(tiny_set, "epochs=1", f"model.glove_path={glove}", "model.freeze_embeddings=true"),
+               tmp_path / "run", progress=False)
+    state = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=False)["model"]
+    words = json.loads((tmp_path / "run/vocab.json").read_text())["words"]
+    for word, vector in rows.items():  # loaded, and untouched by a whole epoch of training
+        assert torch.allclose(state["embedding.weight"][words.index(word)], torch.tensor(vector))
+
+    with pytest.raises(CapcacheError, match="GloVe file .* not found"):
+        loop.train(_config(tiny_set, f"model.glove_path={tmp_path / 'nope.txt'}"), tmp_path / "r1", progress=False)
+    with pytest.raises(CapcacheError, match="holds 32-d vectors but the decoder's embeddings are 48-d"):
+        loop.train(_config(tiny_set, f"model.glove_path={glove}", "model.embed_dim=48"), tmp_path / "r2", progress=False)
+    broken = tmp_path / "broken.txt"
+    broken.write_text(glove.read_text() + "circle 1 2 x\n".replace("1 2 x", " ".join(["1"] * 31 + ["x"])))
+    with pytest.raises(CapcacheError, match=r"broken.txt:6: a vector value is not a number"):
+        loop.train(_config(tiny_set, f"model.glove_path={broken}"), tmp_path / "r3", progress=False)
+
+
+def test_torchrun_two_processes_train_one_run_with_the_global_batch(tiny_set, tmp_path):
+    manifest, cache = tiny_set
+    repo = Path(__file__).resolve().parents[1]
+    sets = [a for item in FAST for a in ("--set", item)]
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          str(repo / "cli.py"), "train", "--out", str(tmp_path / "ddp"), "--preset", "demo",
+                          "--manifest", str(manifest), "--cache", str(cache), *sets],
+                         cwd=repo, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("trained 3 epochs, 57 steps") == 1  # same steps as one process; rank 0 reports
+    epochs = [r for r in read_metrics(tmp_path / "ddp/metrics.jsonl") if r["kind"] == "epoch"]
+    assert [r["processes"] for r in epochs] == [2, 2, 2] and epochs[-1]["train_loss"] < epochs[0]["train_loss"]
+    steps = [r["step"] for r in read_metrics(tmp_path / "ddp/metrics.jsonl") if r["kind"] == "step"]
+    assert steps == sorted(set(steps))  # one writer: no line logged twice
+    ckpt = torch.load(tmp_path / "ddp/checkpoints/last.pt", weights_only=False)
+    assert not any(k.startswith("module.") for k in ckpt["model"])  # loads into a plain decoder

@@ -11,10 +11,15 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
-FEATURES, IMAGE_IDS, STATUS = "features", "image_ids", "status"
+FEATURES, POOLED, IMAGE_IDS, STATUS = "features", "pooled", "image_ids", "status"  # POOLED: optional [N, E]
 PENDING, DONE, BAD = 0, 1, 2  # values of STATUS
 ATTR_SPEC, ATTR_KEY, ATTR_VERSIONS, ATTR_FORMAT = "spec", "key", "versions", "format_version"
 FORMAT_VERSION = 1
+
+
+def estimated_bytes(n: int, n_tokens: int, dim: int, pooled_dim: int | None, dtype: str) -> int:
+    """Size of a cache file before it exists (the preallocated data; metadata is small)."""
+    return n * (n_tokens * dim + (pooled_dim or 0)) * np.dtype(dtype).itemsize + n * 64
 
 
 def create_preallocated(f: h5py.File, name: str, shape: tuple[int, ...], dtype: np.dtype,
@@ -26,3 +31,7 @@ def create_preallocated(f: h5py.File, name: str, shape: tuple[int, ...], dtype: 
     dcpl.set_fill_time(h5py.h5d.FILL_TIME_ALLOC)  # zeros: an unwritten row reads as 0, never garbage
     dcpl.set_obj_track_times(False)  # no timestamps, so no metadata changes on write
     h5py.h5d.create(f.id, name.encode(), h5py.h5t.py_create(np.dtype(dtype)), space, dcpl=dcpl)
+
+
+def read_image_ids(f: h5py.File) -> list[str]:
+    return [s.decode() if isinstance(s, bytes) else s for s in f[IMAGE_IDS][:]]

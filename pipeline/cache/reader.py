@@ -18,6 +18,15 @@ from pipeline.cache.key import CacheSpec
 from pipeline.errors import CapcacheError
 
 
+def fits_in_memory(path: str | os.PathLike, share: float = 0.6) -> bool:
+    """Whether the cache's features fit in ``share`` of the RAM available now (Linux; True elsewhere)."""
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return True
+    return Path(path).stat().st_size <= share * available
+
+
 class FeatureCache:
     def __init__(self, path: str | os.PathLike, in_memory: bool = False):
         self.path = Path(path)
@@ -27,9 +36,10 @@ class FeatureCache:
             with h5py.File(self.path, "r") as f:
                 self.spec = CacheSpec.from_dict(json.loads(f.attrs[hdf5.ATTR_SPEC]))
                 self.versions = json.loads(f.attrs[hdf5.ATTR_VERSIONS])
-                self.image_ids = [s.decode() if isinstance(s, bytes) else s for s in f[hdf5.IMAGE_IDS][:]]
+                self.image_ids = hdf5.read_image_ids(f)
                 self.status = f[hdf5.STATUS][:]
                 n, self.n_tokens, self.dim = f[hdf5.FEATURES].shape  # [N, L, D]
+                self.pooled_dim = f[hdf5.POOLED].shape[1] if hdf5.POOLED in f else None  # E
                 self._memory = f[hdf5.FEATURES][:] if in_memory else None
         except (OSError, KeyError) as e:
             raise CapcacheError(f"{self.path} is not a readable capcache file ({e}); delete it and extract again") from e
@@ -61,6 +71,11 @@ class FeatureCache:
         if self._memory is not None:
             return self._memory[row]
         return self._file()[hdf5.FEATURES][row]
+
+    def pooled(self, row: int) -> np.ndarray:  # -> [E], the encoder's own image embedding (CLIP)
+        if self.pooled_dim is None:
+            raise CapcacheError(f"{self.path.name} holds no pooled embeddings (encoder {self.spec.encoder['encoder']})")
+        return self._file()[hdf5.POOLED][row]
 
     def _file(self) -> h5py.File:
         if self._handle is None or self._pid != os.getpid():

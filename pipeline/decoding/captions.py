@@ -8,11 +8,18 @@ import torch
 from pipeline.cache.reader import FeatureCache
 from pipeline.data.vocab import Vocabulary
 from pipeline.decoders.base import CaptionDecoder
-from pipeline.decoding.greedy import greedy_search
+from pipeline.decoding.config import DecodingConfig
+from pipeline.decoding.search import decode
 
 
 def caption_cached_images(decoder: CaptionDecoder, cache: FeatureCache, image_ids: list[str], vocab: Vocabulary,
-                          device: torch.device, batch_size: int = 64, max_len: int = 20) -> dict[str, str]:
+                          device: torch.device, batch_size: int = 64, max_len: int = 20,
+                          decoding: DecodingConfig | None = None) -> dict[str, str]:
+    """Greedy with ``max_len`` unless ``decoding`` says otherwise (its max_len, when set, wins).
+
+    ``batch_size`` counts images: beam search runs batch_size * beam_size beams per step.
+    """
+    decoding = (decoding or DecodingConfig()).resolved(max_len)
     rows = cache.rows(image_ids)
     out: dict[str, str] = {}
     was_training = decoder.training
@@ -20,7 +27,7 @@ def caption_cached_images(decoder: CaptionDecoder, cache: FeatureCache, image_id
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
         feats = torch.from_numpy(np.stack([cache[int(r)] for r in chunk])).float().to(device)  # [B, L, D]
-        seqs, _ = greedy_search(decoder, feats, max_len)
+        seqs, _ = decode(decoder, feats, decoding)
         out.update({image_ids[start + k]: vocab.decode(s) for k, s in enumerate(seqs)})
     decoder.train(was_training)
     return out

@@ -33,8 +33,18 @@ class FrozenEncoder(nn.Module):
             p.requires_grad_(False)
         return self
 
+    pooled_dim: int | None = None  # E, for encoders that also give one embedding per image (CLIP)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:  # [B, 3, H, W] -> [B, L, D]
         raise NotImplementedError
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """[B, 3, H, W] -> (grid tokens [B, L, D], pooled embedding [B, E] or None), in one pass.
+
+        Encoders with a learned image embedding (CLIP's projected one) override this so the
+        cache can keep it beside the grid; grid-only backbones have none.
+        """
+        return self(images), None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -43,6 +53,7 @@ class FrozenEncoder(nn.Module):
             "preprocessing": self.preprocessing.to_dict(),
             "grid": self.grid,
             "feature_dim": self.feature_dim,
+            "pooled_dim": self.pooled_dim,
             "options": self.options,
         }
 

@@ -33,7 +33,7 @@ class Preprocessing:
     def transform(self) -> Callable[[Image.Image], torch.Tensor]:
         """PIL image (any mode) -> float tensor [3, crop, crop]."""
         return T.Compose([
-            T.Lambda(_to_rgb),
+            T.Lambda(to_rgb),
             T.PILToTensor(),
             T.Resize(self.resize, interpolation=InterpolationMode(self.interpolation), antialias=True),
             T.CenterCrop(self.crop),
@@ -42,7 +42,7 @@ class Preprocessing:
         ])
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
     """Grayscale, palette, CMYK and RGBA photos all become RGB (alpha composited on white)."""
     if img.mode == "RGB":
         return img

@@ -33,3 +33,22 @@ def build_encoder(name: str, weights: str | None = None, grid: int | None = None
         raise CapcacheError(f"unknown encoder {name!r}; available: {', '.join(available_encoders())}")
     spec = WeightsSpec.parse(weights or _DEFAULT_WEIGHTS[name])
     return _BUILDERS[name](spec, grid).freeze()
+
+
+def rebuild_encoder(description: dict, weights: str | None = None) -> FrozenEncoder:
+    """The encoder a cache was built with, from its recorded ``describe()`` (captioning new images).
+
+    A local weights file is recorded by name only (so a cache does not depend on where the file
+    lies); such runs need ``weights`` pointing at it. The rebuilt encoder must describe itself
+    exactly as recorded, or its features would not be what the decoder was trained on.
+    """
+    label = str(description["weights"])
+    if weights is None and label.startswith("file:"):
+        raise CapcacheError(f"the run's encoder used the local weights file {label.split(':')[1]}; "
+                            "pass its path with --weights")
+    encoder = build_encoder(description["encoder"], weights or label, description.get("grid"))
+    mismatch = [k for k, v in description.items() if encoder.describe().get(k) != v]
+    if mismatch:
+        raise CapcacheError(f"rebuilt encoder {description['encoder']} differs from the run's in {', '.join(mismatch)}; "
+                            "pass the weights the cache was extracted with (--weights)")
+    return encoder

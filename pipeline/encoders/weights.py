@@ -68,3 +68,23 @@ def load_state_file(path: str) -> dict:
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
     return state
+
+
+def load_strict(module: torch.nn.Module, state: dict, source: str) -> None:
+    """Load every tensor of ``state`` into ``module`` and nothing else, or raise one line saying what does not fit.
+
+    A checkpoint of another architecture (resnet101 into resnet50, a classifier head of another size)
+    would otherwise fail with PyTorch's multi-line report, or with strict=False load silently half of it.
+    """
+    if not isinstance(state, dict):
+        raise CapcacheError(f"{source} holds a {type(state).__name__}, not a state dict of tensors")
+    try:
+        result = module.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatch: the first line after PyTorch's header names the tensor
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        raise CapcacheError(f"{source} does not fit {type(module).__name__}: {lines[1] if len(lines) > 1 else lines[0]}") from e
+    missing, unexpected = result.missing_keys, result.unexpected_keys
+    if missing or unexpected:
+        raise CapcacheError(f"{source} does not fit {type(module).__name__}: {len(missing)} tensors missing"
+                            + (f" (e.g. {missing[0]})" if missing else "")
+                            + f", {len(unexpected)} unexpected" + (f" (e.g. {unexpected[0]})" if unexpected else ""))

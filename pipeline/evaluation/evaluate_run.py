@@ -4,18 +4,23 @@ scores, the decoding settings and every generated caption beside its references.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from pipeline.cache.reader import FeatureCache
 from pipeline.data.manifest import Manifest
 from pipeline.decoding.captions import caption_cached_images
+from pipeline.decoding.config import DecodingConfig
 from pipeline.errors import CapcacheError
 from pipeline.io import atomic_write_json
 from pipeline.training.load import load_trained
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best", batch_size: int = 64,
-                 max_len: int | None = None, device: str = "auto", spice: bool = False) -> dict:
+                 max_len: int | None = None, device: str = "auto", spice: bool = False,
+                 decoding: DecodingConfig | None = None) -> dict:
+    """``decoding``: greedy unless given (``DecodingConfig.from_beam(5)`` is ``--beam 5``). Decoding length: the
+    ``max_len`` argument, else ``decoding.max_len``, else the run's ``max_decode_len``."""
     from pipeline.evaluation.scorers import score_captions
 
     trained = load_trained(run_dir, checkpoint, device)
@@ -25,16 +30,17 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
     if not records:
         raise CapcacheError(f"manifest {manifest.name!r} has no {split!r} images; choose another --split")
     cache = FeatureCache(config.data.cache)
-    max_len = max_len or config.max_decode_len
+    decoding = decoding or DecodingConfig()
+    decoding = replace(decoding, max_len=max_len) if max_len else decoding.resolved(config.max_decode_len)
     started = time.perf_counter()
     captions = caption_cached_images(trained.decoder, cache, [r.image_id for r in records], trained.vocab,
-                                     trained.device, batch_size, max_len)
+                                     trained.device, batch_size, decoding=decoding)
     decode_seconds = time.perf_counter() - started
     references = {r.image_id: r.captions for r in records}
     result = score_captions(captions, references, spice=spice, per_image=True)
     report = {
         "run": str(trained.run.root), "split": split, "checkpoint": checkpoint, "epoch": trained.epoch,
-        "decoding": {"method": "greedy", "max_len": max_len, "batch_size": batch_size},
+        "decoding": {"method": decoding.strategy, **decoding.describe(), "batch_size": batch_size},
         "n_images": len(records), "decode_seconds": round(decode_seconds, 3),
         "scores": result.scores, "unavailable": result.unavailable,
         "captions": [{"image_id": r.image_id, "file": r.file, "caption": captions[r.image_id],

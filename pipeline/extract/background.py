@@ -10,16 +10,17 @@ import numpy as np
 
 
 class BackgroundWriter:
-    def __init__(self, write: Callable[[np.ndarray, np.ndarray], None], depth: int = 4):
+    def __init__(self, write: Callable[..., None], depth: int = 4):
         self._write = write
         self._queue: queue.Queue = queue.Queue(maxsize=depth)  # bounded: memory stays flat
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="capcache-cache-writer", daemon=True)
         self._thread.start()
 
-    def put(self, rows: np.ndarray, features: np.ndarray) -> None:
+    def put(self, *item: np.ndarray | None) -> None:
+        """Queue one ``write(*item)`` call; blocks while ``depth`` are already waiting."""
         self._raise_if_failed()
-        self._queue.put((rows, features))
+        self._queue.put(item)
 
     def close(self) -> None:
         """Wait until everything queued is written; re-raise a write error (disk full, permission)."""

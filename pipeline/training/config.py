@@ -19,6 +19,7 @@ from pipeline.errors import CapcacheError
 class DataConfig:
     manifest: str = ""  # path of the manifest JSON
     cache: str = ""  # path of the feature cache (.h5)
+    encoder: str = ""  # encoder the cache must come from (presets name theirs); "" accepts any
     min_freq: int = 5  # words seen fewer times in train captions become <unk>
     max_words: int = 30  # longer captions are cut (the <end> token is kept)
     captions_per_image: int = 1  # captions sampled per image each epoch; 0 = every caption
@@ -70,18 +71,20 @@ PRESETS: dict[str, dict] = {
         "decoder": "att_lstm", "epochs": 4, "batch_size": 64, "max_decode_len": 30,
         "model": {"embed_dim": 128, "hidden_dim": 256, "attention_dim": 128, "dropout": 0.3,
                   "feature_norm": "batchnorm"},
-        "data": {"min_freq": 1, "captions_per_image": 0},
+        "data": {"encoder": "tiny-cnn", "min_freq": 1, "captions_per_image": 0},
         "optim": {"lr": 3e-3, "schedule": "cosine", "warmup_steps": 30},
         "val_max_images": 200,
     },
     "resnet-lstm-baseline": {  # seed 001
         "decoder": "show_tell", "epochs": 20, "batch_size": 64, "teacher_forcing": 0.7,
+        "data": {"encoder": "resnet50"},
         "model": {"embed_dim": 256, "hidden_dim": 512, "num_layers": 2, "dropout": 0.5},
         "optim": {"optimizer": "adam", "lr": 3e-4, "schedule": "plateau", "plateau_factor": 0.5,
                   "plateau_patience": 3, "grad_clip": 5.0},
     },
     "resnet-lstm-att": {  # seed 000: CNN -> pool -> conv proj -> posenc -> Transformer encoder; LSTM + attention
         "decoder": "att_lstm", "epochs": 20, "batch_size": 64,
+        "data": {"encoder": "resnet50"},
         "model": {"embed_dim": 512, "hidden_dim": 512, "attention_dim": 512, "dropout": 0.5,
                   "feature_proj": "conv", "proj_dim": 512, "grid_encoder_layers": 2, "heads": 8, "ff_dim": 2048},
         "optim": {"optimizer": "adamw", "lr": 3e-4, "weight_decay": 1e-4, "schedule": "cosine",
@@ -89,6 +92,7 @@ PRESETS: dict[str, dict] = {
     },
     "resnet-transformer": {  # seed 000: CNN -> pool -> linear proj -> posenc -> Transformer encoder; Transformer decoder
         "decoder": "transformer", "epochs": 20, "batch_size": 64,
+        "data": {"encoder": "resnet50"},
         "model": {"hidden_dim": 512, "num_layers": 3, "heads": 8, "ff_dim": 2048, "dropout": 0.1,
                   "feature_proj": "linear", "proj_dim": 512, "grid_encoder_layers": 2},
         "optim": {"optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-2, "schedule": "cosine",
@@ -96,6 +100,7 @@ PRESETS: dict[str, dict] = {
     },
     "clip-transformer": {  # seed 000: CLIP ViT-B/32 patch tokens -> linear proj -> posenc -> encoder; decoder
         "decoder": "transformer", "epochs": 20, "batch_size": 64,
+        "data": {"encoder": "clip-vit-b-32"},
         "model": {"hidden_dim": 512, "num_layers": 3, "heads": 8, "ff_dim": 2048, "dropout": 0.1,
                   "feature_proj": "linear", "proj_dim": 512, "grid_encoder_layers": 2},
         "optim": {"optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-2, "schedule": "cosine",

@@ -17,17 +17,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from pipeline.cache.key import CacheSpec, image_digests, images_present
-from pipeline.cache.reader import FeatureCache
+from pipeline.cache.reader import FeatureCache, fits_in_memory
 from pipeline.data.manifest import Manifest
 from pipeline.data.vocab import PAD_ID, Vocabulary
 from pipeline.decoders import build_decoder
 from pipeline.decoders.base import CaptionDecoder
+from pipeline.decoders.glove import init_word_embeddings
 from pipeline.decoding.captions import caption_cached_images
 from pipeline.device import resolve_device
+from pipeline.distributed import Collective
 from pipeline.errors import CapcacheError
 from pipeline.io import atomic_write_json, read_json
 from pipeline.training.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
@@ -37,6 +40,7 @@ from pipeline.training.metrics_log import MetricsLog
 from pipeline.training.plots import plot_runs
 from pipeline.training.run_folder import RunFolder
 from pipeline.training.schedules import Schedule, build_optimizer
+from pipeline.training.sharding import ShardedBatches
 
 
 @dataclass
@@ -48,6 +52,7 @@ class TrainResult:
     best_epoch: int | None
     seconds: float
     stopped_early: bool
+    main_process: bool = True  # False on the other ranks of a torchrun job (they print nothing)
 
 
 @dataclass
@@ -62,27 +67,47 @@ class _Progress:
 
 
 def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train (or with ``resume`` continue) the run in ``run_dir``.
+
+    Under ``torchrun`` every process trains a DDP replica on its share of each global batch; rank 0
+    alone validates and writes the run folder, and shares what the others need to stay in step.
+    """
     run = RunFolder(Path(run_dir))
-    config = _load_or_check_config(config, run, resume)
+    config = _load_or_check_config(config, run, resume)  # every rank checks before rank 0 writes
+    comm = Collective.from_env("nccl" if resolve_device(config.device).type == "cuda" else "gloo")
+    try:
+        return _train(config, run, resume, progress and comm.is_main, comm)
+    finally:
+        comm.close()
+
+
+def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, comm: Collective) -> TrainResult:
     _seed_everything(config.seed)
     manifest = Manifest.load(config.data.manifest)
-    train_records, val_records = manifest.split("train"), manifest.split("val")
+    train_records = manifest.split("train") + manifest.split("restval")  # Karpathy COCO trains on restval too
+    val_records = manifest.split("val")
     if not train_records:
         raise CapcacheError(f"manifest {config.data.manifest} has no train split; import it with a split or add one")
-    cache = FeatureCache(config.data.cache, in_memory=config.data.in_memory)
-    _check_cache(cache, manifest, run, resume)
+    cache = _open_cache(config.data.cache, config.data.in_memory, progress)
+    _check_cache(cache, manifest, config.data.encoder, run, resume)
     vocab = Vocabulary.load(run.vocab) if resume else Vocabulary.build(
         (c for r in train_records for c in r.captions), config.data.min_freq)
 
-    device = resolve_device(config.device)
-    decoder = build_decoder(config.decoder, config.model, cache.dim, cache.n_tokens, len(vocab)).to(device)
+    device = comm.device(resolve_device(config.device))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    decoder = build_decoder(config.decoder, config.model, cache.dim, cache.n_tokens, len(vocab))
+    glove = init_word_embeddings(decoder, vocab, config.model.glove_path, config.model.freeze_embeddings, load=not resume)
+    decoder = decoder.to(device)
+    model = DistributedDataParallel(decoder, device_ids=[device.index] if device.type == "cuda" else None) \
+        if comm.world > 1 else decoder  # what the training step calls; `decoder` is the plain module
     train_set = CaptionPairs(cache, train_records, vocab, config.data.max_words)
     val_set = CaptionPairs(cache, val_records, vocab, config.data.max_words) if val_records else None
     steps_per_epoch = math.ceil(_pairs_per_epoch(train_set, config) / config.batch_size)
     optimizer = build_optimizer(decoder.parameters(), config.optim)
     schedule = Schedule(optimizer, config.optim, total_steps=steps_per_epoch * config.epochs)
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
-    log = MetricsLog(run.metrics)
+    log = MetricsLog(run.metrics) if comm.is_main else None
     state = _Progress()
 
     if resume:
@@ -93,64 +118,76 @@ def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False,
         scaler.load_state_dict(ckpt["scaler"])
         state = _Progress(**ckpt["progress"])
         restore_rng_states(ckpt["rng"])
-        log.truncate_after(state.step)
-    else:
+        if log:
+            log.truncate_after(state.step)
+    elif comm.is_main:
         run.root.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run.config, config.to_dict())
         atomic_write_json(run.cache_info, {"path": str(cache.path), "key": cache.key, "n_tokens": cache.n_tokens,
                                             "feature_dim": cache.dim, "spec": cache.spec.to_dict()})
         vocab.save(run.vocab)
         run.metrics.unlink(missing_ok=True)
+        if glove and progress:
+            tqdm.write(glove.summary())
 
     state.finished = state.finished or state.epoch >= config.epochs
     while not state.finished:
         started = time.perf_counter()
         train_set.set_epoch(state.epoch, config.seed, config.data.captions_per_image)
-        train_loss = _train_epoch(decoder, train_set, optimizer, schedule, scaler, config, device, state,
-                                  steps_per_epoch, log, progress)
-        val_loss = _validation_loss(decoder, val_set, config, device) if val_set else None
-        scores = _validation_scores(decoder, cache, val_records, vocab, config, device) if val_records else {}
+        train_loss = _train_epoch(model, train_set, optimizer, schedule, scaler, config, device, state,
+                                  steps_per_epoch, log, progress, comm)
+        val_loss, scores = None, {}
+        if comm.is_main:  # the other ranks wait for the numbers below
+            val_loss = _validation_loss(decoder, val_set, config, device) if val_set else None
+            scores = _validation_scores(decoder, cache, val_records, vocab, config, device) if val_records else {}
+        train_loss, val_loss, scores = comm.broadcast((_mean(comm.gather(train_loss)), val_loss, scores))
         schedule.after_epoch(val_loss)
         state.epoch += 1
         state.seconds += time.perf_counter() - started
-        log.write({"kind": "epoch", "epoch": state.epoch, "step": state.step, "train_loss": train_loss,
-                   "val_loss": val_loss, **{f"val_{k}": v for k, v in scores.items()}, "seconds": state.seconds})
+        if log:
+            log.write({"kind": "epoch", "epoch": state.epoch, "step": state.step, "train_loss": train_loss,
+                       "val_loss": val_loss, **{f"val_{k}": v for k, v in scores.items()}, "seconds": state.seconds,
+                       "processes": comm.world})
         watched = scores.get(config.val_metric, -val_loss if val_loss is not None else -train_loss)
         if state.best is None or watched > state.best:
             state.best, state.best_epoch, state.epochs_without_gain = watched, state.epoch, 0
-            _save(run.checkpoint("best"), decoder, optimizer, schedule, scaler, state, vocab, config)
+            if comm.is_main:
+                _save(run.checkpoint("best"), decoder, optimizer, schedule, scaler, state, vocab, config)
         else:
             state.epochs_without_gain += 1
         stopped_early = bool(config.early_stop) and state.epochs_without_gain >= config.early_stop
         state.finished = stopped_early or state.epoch >= config.epochs
-        _save(run.checkpoint("last"), decoder, optimizer, schedule, scaler, state, vocab, config)
-        plot_runs({run.root.name: run.root}, run.plots)
+        if comm.is_main:
+            _save(run.checkpoint("last"), decoder, optimizer, schedule, scaler, state, vocab, config)
+            plot_runs({run.root.name: run.root}, run.plots)
     return TrainResult(run.root, state.epoch, state.step, state.best, state.best_epoch, state.seconds,
-                       state.epoch < config.epochs)
+                       state.epoch < config.epochs, comm.is_main)
 
 
-def caption_loss(decoder: CaptionDecoder, feats: torch.Tensor, tokens: torch.Tensor, teacher_forcing: float,
-                 label_smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
+def caption_loss(model: CaptionDecoder | DistributedDataParallel, feats: torch.Tensor, tokens: torch.Tensor,
+                 teacher_forcing: float, label_smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
     """-> (loss to optimise, plain masked cross-entropy). tokens [B, T] = <start> w1 .. wn <end> <pad>..."""
     inputs, targets = tokens[:, :-1], tokens[:, 1:]  # [B, T-1] each
-    out = decoder(feats, inputs, teacher_forcing)  # logits [B, T-1, V]
+    out = model(feats, inputs, teacher_forcing)  # logits [B, T-1, V]
+    decoder = getattr(model, "module", model)  # DDP wraps the decoder
     ce = F.cross_entropy(out.logits.reshape(-1, out.logits.size(-1)).float(), targets.reshape(-1),
                          ignore_index=PAD_ID, label_smoothing=label_smoothing)
     return ce + decoder.regularization(out, targets != PAD_ID), ce
 
 
-def _train_epoch(decoder, train_set, optimizer, schedule, scaler, config: TrainConfig, device, state: _Progress,
-                 steps_per_epoch: int, log: MetricsLog, progress: bool) -> float:
-    decoder.train()
-    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=False, collate_fn=collate,
-                        num_workers=config.data.workers, pin_memory=device.type == "cuda")
+def _train_epoch(model, train_set, optimizer, schedule, scaler, config: TrainConfig, device, state: _Progress,
+                 steps_per_epoch: int, log: MetricsLog | None, progress: bool, comm: Collective) -> float:
+    model.train()
+    batches = ShardedBatches(len(train_set), config.batch_size, comm.rank, comm.world)
+    loader = DataLoader(train_set, batch_sampler=batches, collate_fn=collate, num_workers=config.data.workers,
+                        pin_memory=device.type == "cuda")
     total, count = 0.0, 0
     autocast = torch.autocast("cuda", dtype=torch.float16, enabled=scaler.is_enabled())
     bar = tqdm(loader, desc=f"epoch {state.epoch + 1}/{config.epochs}", unit="batch", disable=not progress, leave=False)
     for feats, tokens in bar:
         feats, tokens = feats.to(device, non_blocking=True), tokens.to(device, non_blocking=True)
         with autocast:
-            loss, ce = caption_loss(decoder, feats, tokens, config.teacher_forcing, config.optim.label_smoothing)
+            loss, ce = caption_loss(model, feats, tokens, config.teacher_forcing, config.optim.label_smoothing)
         if not torch.isfinite(loss):
             raise CapcacheError(
                 f"loss became {loss.item()} at step {state.step + 1} (epoch {state.epoch + 1}); training stopped, "
@@ -159,14 +196,14 @@ def _train_epoch(decoder, train_set, optimizer, schedule, scaler, config: TrainC
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
         limit = config.optim.grad_clip if config.optim.grad_clip > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(decoder.parameters(), limit).item()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), limit).item()
         scaler.step(optimizer)
         scaler.update()
         schedule.after_batch()
         state.step += 1
         total, count = total + ce.item(), count + 1
         bar.set_postfix(loss=f"{ce.item():.3f}")
-        if state.step % config.log_every == 0 or count == steps_per_epoch:
+        if log and (state.step % config.log_every == 0 or count == steps_per_epoch):
             log.write({"kind": "step", "step": state.step, "epoch": state.epoch + count / steps_per_epoch,
                        "batch_train_loss": ce.item(), "learning_rate": optimizer.param_groups[0]["lr"],
                        "grad_norm": grad_norm})
@@ -204,6 +241,10 @@ def _save(path: Path, decoder, optimizer, schedule: Schedule, scaler, state: _Pr
                     rng=rng_states(), config=config.to_dict(), vocab_size=len(vocab))
 
 
+def _mean(values: list[float] | None) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
 def _pairs_per_epoch(pairs: CaptionPairs, config: TrainConfig) -> int:
     k = config.data.captions_per_image
     return sum(len(c) if k <= 0 else min(k, len(c)) for c in pairs.captions)
@@ -224,9 +265,24 @@ def _load_or_check_config(config: TrainConfig | None, run: RunFolder, resume: bo
     return config
 
 
-def _check_cache(cache: FeatureCache, manifest: Manifest, run: RunFolder, resume: bool) -> None:
+def _open_cache(path: str, in_memory: bool, progress: bool) -> FeatureCache:
+    """In RAM when asked and it fits; a cache larger than memory is streamed from disk instead of
+    killing the run (or the Kaggle kernel) with an out-of-memory error."""
+    if in_memory and Path(path).is_file() and not fits_in_memory(path):
+        in_memory = False
+        if progress:
+            tqdm.write(f"cache {Path(path).name} does not fit in the free RAM; streaming it from disk")
+    return FeatureCache(path, in_memory=in_memory)
+
+
+def _check_cache(cache: FeatureCache, manifest: Manifest, encoder: str, run: RunFolder, resume: bool) -> None:
     """The cache must hold this manifest's images: same names, and same files when they are on disk
-    (training itself needs only the cache, so images that are gone are checked by name alone)."""
+    (training itself needs only the cache, so images that are gone are checked by name alone), and
+    come from the encoder the config was written for."""
+    built_with = cache.spec.encoder["encoder"]
+    if encoder and built_with != encoder:
+        raise CapcacheError(f"cache {cache.path.name} holds {built_with} features but the config expects {encoder} "
+                            f"(data.encoder); extract with --encoder {encoder}, or pass --set data.encoder={built_with}")
     image_set, image_names = image_digests(manifest)
     same = cache.spec.image_set == image_set if images_present(manifest) else cache.spec.image_names == image_names
     if not same:

@@ -17,7 +17,9 @@ from pipeline.data.importers.reading import read_json_file
 from pipeline.data.manifest import SPLITS, ImageRecord
 from pipeline.errors import DataError
 
-OFFICIAL_SPLIT_FILE = Path(__file__).resolve().parents[3] / "data_manifests" / "flickr8k_split.json"
+# data_manifests/flickr8k_split.json, reached through a link inside the package so that a plain
+# (non-editable) `pip install`, as on Kaggle, ships it too.
+OFFICIAL_SPLIT_FILE = Path(__file__).resolve().parents[1] / "flickr8k_split.json"
 ALIASES = {"dev": "val"}  # Flickr8k calls its validation split "dev"
 
 

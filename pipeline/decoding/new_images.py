@@ -1,0 +1,109 @@
+"""`capcache caption`: captions for image files that were never in a manifest or a cache.
+
+The run folder says which encoder, weights, grid and preprocessing produced its training
+features; the same encoder is rebuilt from that record and its output is rounded to the cache's
+storage dtype, so a new image reaches the decoder exactly as a cached one would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.data.vocab import PAD_ID, START_ID
+from pipeline.decoders.base import CaptionDecoder
+from pipeline.decoding.config import DecodingConfig
+from pipeline.decoding.search import decode
+from pipeline.encoders.preprocessing import Preprocessing
+from pipeline.encoders.registry import rebuild_encoder
+from pipeline.errors import CapcacheError
+from pipeline.extract.images import load_image
+from pipeline.io import read_json
+from pipeline.training.load import load_trained
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@dataclass
+class CaptionedImage:
+    path: Path
+    caption: str
+    tokens: list[int]
+    log_prob: float
+    attention: np.ndarray | None = None  # [T, L] weights over the grid per generated word (attention decoders)
+
+
+@dataclass
+class CaptionResult:
+    images: list[CaptionedImage] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # path -> why it could not be read
+    grid: tuple[int, int] | None = None  # (rows, cols) of the feature grid, for attention maps
+    preprocessing: Preprocessing | None = None  # how the encoder saw the images, for attention maps
+
+
+def image_files(inputs: list[str | Path]) -> list[Path]:
+    """Files given directly, plus image files found (recursively, sorted) in given folders."""
+    files: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif item.exists():
+            files.append(item)
+        else:
+            raise CapcacheError(f"{item} does not exist; pass image files or folders")
+    if not files:
+        raise CapcacheError(f"no image files found in {', '.join(map(str, inputs))}")
+    return files
+
+
+def caption_images(run_dir: str | Path, inputs: list[str | Path], decoding: DecodingConfig | None = None,
+                   checkpoint: str = "best", weights: str | None = None, batch_size: int = 16,
+                   device: str = "auto", attention: bool = False) -> CaptionResult:
+    trained = load_trained(run_dir, checkpoint, device)
+    cache_info = read_json(trained.run.cache_info)
+    spec = cache_info["spec"]
+    encoder = rebuild_encoder(spec["encoder"], weights).to(trained.device)
+    storage = getattr(torch, spec["dtype"])
+    decoding = (decoding or DecodingConfig()).resolved(trained.config.max_decode_len)
+    transform = encoder.preprocessing.transform()
+    result = CaptionResult(preprocessing=encoder.preprocessing)
+    loaded: list[tuple[Path, torch.Tensor]] = []
+    for path in image_files(inputs):
+        try:
+            loaded.append((path, load_image(path, transform)))
+        except Exception as e:  # an unreadable file is reported, the others are captioned
+            result.skipped[str(path)] = f"{type(e).__name__}: {e}"
+    for start in range(0, len(loaded), batch_size):
+        chunk = loaded[start:start + batch_size]
+        with torch.inference_mode():
+            images = torch.stack([t for _, t in chunk]).to(trained.device)  # [B, 3, S, S]
+            feats = encoder(images).to(storage).float()  # [B, L, D], rounded like the cache
+        with torch.no_grad():
+            feats = feats.clone()  # a normal tensor again, as cached features are for the decoder
+            seqs, log_probs = decode(trained.decoder, feats, decoding)
+            maps = _attention(trained.decoder, feats, seqs) if attention else [None] * len(seqs)
+        result.images += [CaptionedImage(path, trained.vocab.decode(seq), seq, float(lp), amap)
+                          for (path, _), seq, lp, amap in zip(chunk, seqs, log_probs.tolist(), maps)]
+    n_tokens = cache_info["n_tokens"]
+    side = int(round(n_tokens ** 0.5))
+    result.grid = (side, side) if side * side == n_tokens else None  # CNN grids and ViT patch grids are square
+    return result
+
+
+def _attention(decoder: CaptionDecoder, feats: torch.Tensor, seqs: list[list[int]]) -> list[np.ndarray | None]:
+    """Attention weights [T, L] for each generated sequence, by teacher-forcing it through the decoder.
+
+    Re-running the chosen words gives the weights of exactly that caption, whatever search found it.
+    """
+    longest = max(len(s) for s in seqs) + 1
+    tokens = torch.full((len(seqs), longest), PAD_ID, dtype=torch.long, device=feats.device)  # [B, T]
+    for b, seq in enumerate(seqs):
+        tokens[b, : len(seq) + 1] = torch.tensor([START_ID, *seq], device=feats.device)
+    out = decoder(feats, tokens)
+    if out.attention is None:
+        raise CapcacheError(f"--attention needs an attention decoder (att_lstm, att_gru); this run uses "
+                            f"{type(decoder).__name__}")
+    return [out.attention[b, : len(seq) + 1].cpu().numpy() for b, seq in enumerate(seqs)]  # words + <end>

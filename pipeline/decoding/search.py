@@ -1,0 +1,27 @@
+"""The one entry point from a ``DecodingConfig`` to token ids: what captions and evaluation call."""
+
+from __future__ import annotations
+
+import torch
+
+from pipeline.decoders.base import CaptionDecoder
+from pipeline.decoding.beam import beam_search
+from pipeline.decoding.config import DEFAULT_MAX_LEN, DecodingConfig
+from pipeline.decoding.greedy import greedy_search
+
+
+def decode(decoder: CaptionDecoder, features: torch.Tensor, config: DecodingConfig) -> tuple[list[list[int]], torch.Tensor]:
+    """features [B, L, D] -> (token ids per image without <start>/<end>, total log-prob of each [B]).
+
+    Beam search returns each image's best hypothesis by its (length-normalised) score; the log-prob
+    beside it is the raw sum, comparable with greedy's.
+    """
+    max_len = config.max_len or DEFAULT_MAX_LEN
+    if config.strategy == "greedy":
+        return greedy_search(decoder, features, max_len)
+    best = [hyps[0] if hyps else None for hyps in beam_search(
+        decoder, features, beam_size=config.beam_size, max_len=max_len, min_len=config.min_len,
+        length_penalty=config.length_penalty, no_repeat_ngram=config.no_repeat_ngram)]
+    seqs = [h.tokens if h else [] for h in best]
+    log_probs = torch.tensor([h.log_prob if h else float("-inf") for h in best], device=features.device)
+    return seqs, log_probs

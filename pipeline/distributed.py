@@ -1,0 +1,68 @@
+"""torchrun integration: one object that is a no-op for a single process and torch.distributed otherwise.
+
+Code that runs under ``torchrun --nproc-per-node N`` asks this module who it is (rank, world
+size, which GPU) and exchanges Python objects through it; started plainly it is rank 0 of 1 and
+every collective returns at once, so there is one code path for both.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Collective:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    owns_group: bool = False  # True when this object initialised the process group (and must end it)
+
+    @classmethod
+    def from_env(cls, backend: str = "gloo") -> "Collective":
+        """Join the torchrun job described by the environment, or be a single process.
+
+        Object collectives run over gloo even on GPUs: they carry numpy arrays and lists, and a
+        CPU group needs no device pinning.
+        """
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        owns = not dist.is_initialized()
+        if owns:
+            dist.init_process_group(backend)
+        return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), owns)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def device(self, requested: torch.device) -> torch.device:
+        """Each rank on its own GPU (cuda:LOCAL_RANK) when CUDA is used; CPU stays CPU."""
+        if requested.type == "cuda" and self.world > 1:
+            return torch.device("cuda", self.local_rank)
+        return requested
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank."""
+        if self.world == 1:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, obj: Any) -> list[Any] | None:
+        """Every rank's ``obj`` (in rank order) on rank 0; None elsewhere."""
+        if self.world == 1:
+            return [obj]
+        out: list[Any] | None = [None] * self.world if self.is_main else None
+        dist.gather_object(obj, out, dst=0)
+        return out
+
+    def close(self) -> None:
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,58 @@
+"""What the torchvision CNN families (resnet.py, densenet.py, vgg.py) share: building the network with its weights.
+
+Published weights are torchvision's enum names (``IMAGENET1K_V2``, ``DEFAULT``...); the recorded
+name is the member ``DEFAULT`` resolves to, so the cache key does not change meaning when a later
+torchvision points DEFAULT elsewhere, and asking for ``DEFAULT`` or its target shares one cache.
+Preprocessing is each weights' own recipe (ResNet-50 V2 was trained with resize 232, V1 with 256);
+random and local-file weights use the DEFAULT member's, the one a local copy most likely is.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+from torchvision import models
+
+from pipeline.encoders.downloads import torchvision_state_dict
+from pipeline.encoders.preprocessing import Preprocessing
+from pipeline.encoders.weights import WeightsSpec, load_state_file, load_strict, seeded
+from pipeline.errors import CapcacheError
+
+
+def build_torchvision(arch: str, weights: WeightsSpec, fix_keys: Callable[[dict], dict] = dict
+                      ) -> tuple[nn.Module, WeightsSpec, Preprocessing]:
+    """torchvision ``arch`` with ``weights`` loaded strictly, the weights as the cache key records them, and their preprocessing.
+
+    ``fix_keys`` maps a checkpoint's key names to the model's (DenseNet's published files predate its
+    current names); it is applied to published and local files alike, so a copied download loads as a file too.
+    """
+    member = published(arch, weights.value) if weights.kind == "named" else models.get_model_weights(arch).DEFAULT
+    state, source = None, weights.value  # read before building: a missing file fails at once, not after VGG's 2 s init
+    if weights.kind == "file":
+        state = load_state_file(weights.value)
+    elif weights.kind == "named":
+        state, source = torchvision_state_dict(member), repr(member)
+        weights = WeightsSpec("named", member.name)
+    with seeded(int(weights.value) if weights.kind == "random" else 0):
+        net = models.get_model(arch, weights=None)
+    if state is not None:
+        load_strict(net, fix_keys(state), source)
+    return net, weights, enum_preprocessing(member)
+
+
+def published(arch: str, name: str) -> models.WeightsEnum:
+    """The weights enum member called ``name`` (``DEFAULT`` resolves to its target), or a one-line list of the valid names."""
+    enum = models.get_model_weights(arch)
+    try:
+        return enum[name]
+    except KeyError:
+        raise CapcacheError(f"unknown weights {name!r} for {arch}; valid: {', '.join(enum.__members__)}, "
+                            "random[:SEED] or a local .pth file") from None
+
+
+def enum_preprocessing(member: models.WeightsEnum) -> Preprocessing:
+    """The weights' own ImageClassification transform, as a recorded Preprocessing."""
+    t = member.transforms()
+    return Preprocessing(resize=t.resize_size[0], crop=t.crop_size[0], interpolation=t.interpolation.value,
+                         mean=tuple(t.mean), std=tuple(t.std))

@@ -1,0 +1,68 @@
+"""`capcache compare`: the seed-000 style table of several evaluated runs.
+
+Each row comes from a run folder alone: scores from eval/<split>.json, parameter count and training
+time from the last checkpoint, and which cache (encoder, weights, key) the decoder was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import CapcacheError
+from pipeline.evaluation.table import COLUMNS, format_table
+from pipeline.io import read_json
+from pipeline.training.load import load_trained
+from pipeline.training.metrics_log import read_metrics
+from pipeline.training.run_folder import RunFolder
+
+
+@dataclass
+class RunRow:
+    name: str
+    scores: dict[str, float | None]
+    params: int  # decoder parameters (the frozen encoder is not trained, so not counted)
+    train_seconds: float
+    cache: str  # "<encoder> (<weights>) <key>"
+    decoding: str
+
+    def cells(self) -> dict[str, float | str | None]:
+        return {**self.scores, "params": f"{self.params / 1e6:.1f}M", "train time": _duration(self.train_seconds),
+                "decoding": self.decoding, "cache": self.cache}
+
+
+EXTRA_COLUMNS = ("params", "train time", "decoding", "cache")
+
+
+def compare_runs(run_dirs: list[str | Path], split: str = "test") -> list[RunRow]:
+    rows = []
+    for run_dir in run_dirs:
+        run = RunFolder(Path(run_dir))
+        if not run.eval_file(split).is_file():
+            raise CapcacheError(f"{run.root} has no {split} evaluation; run `capcache eval {run.root} --split {split}` first")
+        report = read_json(run.eval_file(split))
+        decoder = load_trained(run.root, "last", "cpu").decoder
+        epochs = [r for r in read_metrics(run.metrics) if r["kind"] == "epoch"]
+        cache = read_json(run.cache_info)
+        encoder = cache["spec"]["encoder"]
+        decoding = report.get("decoding", {})
+        rows.append(RunRow(
+            name=run.root.name, scores={c: report["scores"].get(c) for c in COLUMNS},
+            params=sum(p.numel() for p in decoder.parameters()), train_seconds=epochs[-1]["seconds"] if epochs else 0.0,
+            cache=f"{encoder['encoder']} ({encoder['weights']}) {cache['key']}",
+            decoding=decoding_label(decoding)))
+    return rows
+
+
+def format_comparison(rows: list[RunRow], markdown: bool = False) -> str:
+    return format_table({r.name: r.cells() for r in rows}, COLUMNS + EXTRA_COLUMNS, markdown=markdown)
+
+
+def decoding_label(decoding: dict) -> str:
+    """"greedy" or "beam K" from the decoding record of an eval/<split>.json."""
+    size = decoding.get("beam_size", 1)
+    return f"beam {size}" if decoding.get("method") == "beam" and size > 1 else "greedy"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"

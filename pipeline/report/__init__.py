@@ -1,0 +1,1 @@
+"""Human-facing outputs of a run: attention maps and the HTML report."""

@@ -1,0 +1,114 @@
+"""`capcache report RUN`: one self-contained HTML page per evaluated split.
+
+Scores, the run's training plots and a gallery of images with generated caption, references and
+per-image CIDEr (best first, then worst) are all inlined (images as data: URIs), so the file can be
+mailed, attached to a Kaggle output or opened offline with nothing broken. A tiny inline script
+counts the images that decoded and marks the page, which is what the browser test reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+from PIL import Image
+
+from pipeline.data.manifest import Manifest
+from pipeline.errors import CapcacheError
+from pipeline.evaluation.compare import decoding_label
+from pipeline.evaluation.table import COLUMNS
+from pipeline.io import atomic_write_text, read_json
+from pipeline.training.config import TrainConfig
+from pipeline.training.run_folder import RunFolder
+
+THUMBNAIL = 320  # pixels on the longer side
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
+th:first-child,td:first-child{text-align:left}.plots img{max-width:48%;margin:4px}.plots img:first-child{max-width:100%}
+.gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:16px}
+.card{border:1px solid #ddd;border-radius:6px;padding:8px}.card img{width:100%}
+.gen{font-weight:600}.refs{color:#555;font-size:90%;margin:4px 0 0 1em;padding:0}.score{float:right;color:#06c}
+.missing{background:#eee;padding:3em 0;text-align:center;color:#888}
+"""
+CHECK_IMAGES = """
+window.addEventListener('load', () => {
+  const imgs = [...document.images];
+  document.body.dataset.imagesLoaded = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  document.body.dataset.imagesBroken = imgs.filter(i => !(i.complete && i.naturalWidth > 0)).length;
+});
+"""
+
+
+def write_report(run_dir: str | Path, split: str = "test", out: str | Path | None = None, gallery: int = 24) -> Path:
+    """Write the page (default RUN/report_<split>.html) and return its path; ``gallery`` images, half best."""
+    run = RunFolder(Path(run_dir))
+    if not run.eval_file(split).is_file():
+        raise CapcacheError(f"{run.root} has no {split} evaluation; run `capcache eval {run.root} --split {split}` first")
+    report = read_json(run.eval_file(split))
+    config = TrainConfig.from_dict(read_json(run.config))
+    cache = read_json(run.cache_info)
+    manifest = Manifest.load(config.data.manifest) if Path(config.data.manifest).is_file() else None
+    ranked = sorted(report["captions"], key=lambda c: c.get("scores", {}).get("CIDEr", 0.0), reverse=True)
+    shown = ranked if len(ranked) <= gallery else ranked[: gallery // 2] + ranked[-(gallery - gallery // 2):]
+    body = [
+        f"<h1>{_e(run.root.name)}: {_e(split)} split</h1>",
+        f"<p>decoder <b>{_e(config.decoder)}</b> on <b>{_e(cache['spec']['encoder']['encoder'])}</b> features "
+        f"({_e(cache['spec']['encoder']['weights'])}); {report['n_images']} images; decoding "
+        f"{_e(decoding_label(report.get('decoding', {})))}; checkpoint {_e(report.get('checkpoint', ''))} "
+        f"(epoch {report.get('epoch')})</p>",
+        _scores_table(report["scores"], report.get("unavailable", {})),
+        "<h2>Training</h2><div class='plots'>" + "".join(
+            f"<img alt='{_e(p.stem)}' src='{_png_uri(p)}'>" for p in _plots(run)) + "</div>",
+        f"<h2>Gallery: the {min(gallery // 2, len(shown))} best and worst by CIDEr</h2><div class='gallery'>",
+        *(_card(item, manifest) for item in shown),
+        "</div>",
+    ]
+    page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(run.root.name)} report</title>"
+            f"<style>{STYLE}</style><script>{CHECK_IMAGES}</script></head><body>{''.join(body)}</body></html>\n")
+    target = Path(out) if out else run.root / f"report_{split}.html"
+    return atomic_write_text(target, page)
+
+
+def _scores_table(scores: dict, unavailable: dict) -> str:
+    head = "".join(f"<th>{c}</th>" for c in COLUMNS)
+    cells = "".join(f"<td>{scores[c]:.3f}</td>" if scores.get(c) is not None else "<td>n/a</td>" for c in COLUMNS)
+    notes = "".join(f"<p>{_e(m)} unavailable: {_e(why)}</p>" for m, why in unavailable.items())
+    return f"<table><tr>{head}</tr><tr>{cells}</tr></table>{notes}"
+
+
+def _card(item: dict, manifest: Manifest | None) -> str:
+    cider = item.get("scores", {}).get("CIDEr")
+    refs = "".join(f"<li>{_e(r)}</li>" for r in item["references"])
+    return (f"<div class='card'>{_thumbnail(item, manifest)}<span class='score'>"
+            f"{'' if cider is None else f'CIDEr {cider:.2f}'}</span><div class='gen'>{_e(item['caption'])}</div>"
+            f"<ol class='refs'>{refs}</ol><small>{_e(item['file'])}</small></div>")
+
+
+def _thumbnail(item: dict, manifest: Manifest | None) -> str:
+    path = Path(manifest.image_root) / item["file"] if manifest else None
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            img.thumbnail((THUMBNAIL, THUMBNAIL))
+            buf = io.BytesIO()
+            img.save(buf, format="JPEG", quality=85)
+    except Exception:  # images moved or deleted since training: say so instead of a broken picture
+        return "<div class='missing'>image not available</div>"
+    return f"<img alt='{_e(item['file'])}' src='data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}'>"
+
+
+def _plots(run: RunFolder) -> list[Path]:
+    preferred = ["overview", "val_CIDEr", "val_BLEU-4"]
+    found = {p.stem: p for p in run.plots.glob("*.png")} if run.plots.is_dir() else {}
+    return [found[name] for name in preferred if name in found]
+
+
+def _png_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)

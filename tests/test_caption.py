@@ -1,0 +1,125 @@
+"""Captioning new images with a run's own encoder, attention maps, and the comparison table."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.cache.reader import FeatureCache
+from pipeline.data.manifest import Manifest
+from pipeline.data.synthetic import SyntheticConfig, generate_dataset
+from pipeline.decoding import DecodingConfig
+from pipeline.decoding.captions import caption_cached_images
+from pipeline.decoding.new_images import caption_images
+from pipeline.errors import CapcacheError
+from pipeline.evaluation.compare import compare_runs, format_comparison
+from pipeline.evaluation.evaluate_run import evaluate_run
+from pipeline.extract import extract
+from pipeline.report.html import write_report
+from pipeline.training.config import resolve_config
+from pipeline.training.load import load_trained
+from pipeline.training.loop import train
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["epochs=2", "batch_size=16", "model.embed_dim=32", "model.hidden_dim=48", "model.attention_dim=32",
+        "val_max_images=10"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("caption")
+    manifest = generate_dataset(root / "data", SyntheticConfig.tiny())
+    cache = extract(Manifest.load(manifest), "tiny-cnn", cache_dir=root / "cache", workers=0, progress=False).path
+    out = {}
+    for decoder in ("att_lstm", "transformer"):
+        overrides = [f"data.manifest={manifest}", f"data.cache={cache}", f"decoder={decoder}", *FAST]
+        train(resolve_config("demo", None, overrides), root / decoder, progress=False)
+        out[decoder] = root / decoder
+    out["manifest"] = manifest
+    return out
+
+
+def test_new_images_get_the_captions_their_cached_features_get(runs):
+    manifest = Manifest.load(runs["manifest"])
+    test = manifest.split("test")[:6]
+    files = [manifest.image_path(r) for r in test]
+    decoding = DecodingConfig.from_beam(3)
+    result = caption_images(runs["att_lstm"], files, decoding, device="cpu")
+    trained = load_trained(runs["att_lstm"], "best", "cpu")
+    cached = caption_cached_images(trained.decoder, FeatureCache(trained.config.data.cache), [r.image_id for r in test],
+                                   trained.vocab, trained.device, decoding=decoding)
+    assert [i.caption for i in result.images] == [cached[r.image_id] for r in test]
+    assert all(i.caption for i in result.images)
+
+
+def test_caption_cli_folder_with_bad_files_attention_maps_and_json(runs, tmp_path):
+    manifest = Manifest.load(runs["manifest"])
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for r in manifest.split("test")[:3]:
+        (folder / Path(r.file).name).write_bytes(manifest.image_path(r).read_bytes())
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    (folder / "notes.txt").write_text("ignored: not an image suffix")
+    proc = subprocess.run([sys.executable, str(REPO / "cli.py"), "caption", str(runs["att_lstm"]), str(folder),
+                           "--beam", "2", "--attention", str(tmp_path / "maps"), "--json", str(tmp_path / "c.json"),
+                           "--device", "cpu"], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 3 and all(len(line.split("\t")) == 2 and line.split("\t")[1] for line in lines)
+    assert "skipped" in proc.stderr and "broken.jpg" in proc.stderr
+    maps = sorted((tmp_path / "maps").glob("*.png"))
+    assert len(maps) == 3 and all(m.read_bytes()[:4] == b"\x89PNG" for m in maps)
+    saved = json.loads((tmp_path / "c.json").read_text())
+    assert len(saved["captions"]) == 3 and saved["decoding"]["beam_size"] == 2 and "broken.jpg" in next(iter(saved["skipped"]))
+
+
+def test_attention_maps_need_an_attention_decoder(runs):
+    manifest = Manifest.load(runs["manifest"])
+    with pytest.raises(CapcacheError, match="needs an attention decoder"):
+        caption_images(runs["transformer"], [manifest.image_path(manifest.split("test")[0])], attention=True,
+                       device="cpu")
+
+
+def test_compare_table_of_evaluated_runs(runs, tmp_path):
+    with pytest.raises(CapcacheError, match="has no test evaluation"):
+        compare_runs([runs["att_lstm"]])
+    evaluate_run(runs["att_lstm"], "test", device="cpu", decoding=DecodingConfig.from_beam(3))
+    evaluate_run(runs["transformer"], "test", device="cpu")
+    rows = compare_runs([runs["att_lstm"], runs["transformer"]])
+    assert [r.name for r in rows] == ["att_lstm", "transformer"]
+    assert rows[0].decoding == "beam 3" and rows[1].decoding == "greedy"
+    assert all(0 <= r.scores["CIDEr"] and r.params > 1000 and r.train_seconds > 0 for r in rows)
+    assert "tiny-cnn (random:0)" in rows[0].cache
+    table = format_comparison(rows, markdown=True)
+    assert table.splitlines()[0].startswith("| model | BLEU-1") and "| att_lstm |" in table and "params" in table
+
+
+def test_html_report_is_self_contained_and_loads_in_headless_chromium(runs, tmp_path):
+    evaluate_run(runs["att_lstm"], "test", device="cpu")
+    page = write_report(runs["att_lstm"], "test", gallery=6)
+    text = page.read_text()
+    assert "CIDEr" in text and "<h2>Training</h2>" in text and text.count("class='card'") == 6
+    sources = re.findall(r"""src=['"]([^'"]+)""", text)
+    assert sources and all(s.startswith("data:image/") for s in sources)  # nothing outside the file
+    assert not re.search(r"""href=['"]http""", text)
+    ciders = [float(x) for x in re.findall(r"CIDEr (\d+\.\d+)</span>", text)]
+    assert ciders[:3] == sorted(ciders[:3], reverse=True) and min(ciders[:3]) >= max(ciders[3:])  # best first
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (make test installs it where apt-get is available)")
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
+                          page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-1000:]
+    loaded = re.search(r'data-images-loaded="(\d+)"', dom.stdout)
+    broken = re.search(r'data-images-broken="(\d+)"', dom.stdout)
+    assert loaded and broken, dom.stdout[:500]
+    assert int(loaded.group(1)) == len(sources) and int(broken.group(1)) == 0
