@@ -9,14 +9,17 @@ The decoder is the demo preset's attention LSTM (128-d, 6 x 6 grid of 128-d feat
 tiny-cnn cache), trained for ``--train-steps`` on synthetic features derived from the synthetic
 demo scenes (each object's colour/shape/size vectors written into its 2 x 2 cells of the grid),
 with the demo's captions; ``--train-steps 0`` keeps random weights. ``--run RUN`` decodes the
-test split of a real trained run instead. Prints one JSON object as its last line; defaults take
-about a minute on 2 CPU cores.
+test split of a real trained run instead. ``*_decoder_step_s`` is the time spent inside
+``decoder.step`` (the model's own work) in each mode. Prints one JSON object as its last line;
+defaults take about 1 minute with OMP_NUM_THREADS=1 and 1-2 minutes with 2 threads on 2 busy cores
+(almost all of it training the decoder).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import time
 from dataclasses import replace
 
 from common import peak_rss_mb, print_result, timer  # noqa: I001  (puts the repo on sys.path)
@@ -93,13 +96,28 @@ def from_run(run: str, n: int) -> tuple[CaptionDecoder, torch.Tensor, int]:
     return trained.decoder, feats, trained.config.max_decode_len
 
 
+def time_steps(decoder: CaptionDecoder) -> dict:
+    """Wrap ``decoder.step`` to add up the seconds spent inside it (in the returned dict's "s")."""
+    total, step = {"s": 0.0}, decoder.step
+
+    def timed(state, tokens):
+        start = time.perf_counter()
+        try:
+            return step(state, tokens)
+        finally:
+            total["s"] += time.perf_counter() - start
+
+    decoder.step = timed
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=64, help="images per batched call (capcache eval's default)")
     parser.add_argument("--max-len", type=int, default=None, help="default: the preset's / run's max_decode_len")
-    parser.add_argument("--train-steps", type=int, default=300, help="0 = random weights")
+    parser.add_argument("--train-steps", type=int, default=200, help="0 = random weights")
     parser.add_argument("--run", default=None, help="a trained run folder: decode its test split instead")
     args = parser.parse_args()
 
@@ -120,11 +138,14 @@ def main() -> None:
     with timer() as greedy_t:
         for chunk in chunks:
             decode(decoder, chunk, replace(beam, strategy="greedy"))
+    in_step = time_steps(decoder)
     with timer() as batched_t:
         batched = [seq for chunk in chunks for seq in decode(decoder, chunk, beam)[0]]
+    batched_step_s, in_step["s"] = in_step["s"], 0.0
     with timer() as per_image_t:
         per_image = [beam_search(decoder, feats[i:i + 1], beam_size=args.beam_size, max_len=max_len)[0][0]
                      for i in range(len(feats))]
+    per_image_step_s = in_step["s"]
     same = [b == p.tokens for b, p in zip(batched, per_image)]
     print_result({
         "model": model, "device": "cpu", "threads": torch.get_num_threads(),
@@ -133,6 +154,8 @@ def main() -> None:
         "batched_s": round(batched_t["s"], 3), "per_image_s": round(per_image_t["s"], 3),
         "speedup": round(per_image_t["s"] / batched_t["s"], 2),
         "greedy_batched_s": round(greedy_t["s"], 3),
+        # seconds inside decoder.step: the model's own work, which batching can only amortise so far
+        "batched_decoder_step_s": round(batched_step_s, 3), "per_image_decoder_step_s": round(per_image_step_s, 3),
         "identical": all(same), "n_identical": sum(same),
         "mean_words": round(float(np.mean([len(p.tokens) for p in per_image])), 2),
         "ended": sum(p.ended for p in per_image),

@@ -306,3 +306,43 @@ def test_cached_image_captions_use_the_decoding_config():
     captions = caption_cached_images(dec, Cache(feats), ids, Words(), torch.device("cpu"), batch_size=4, decoding=config)
     expected = [" ".join(map(str, h[0].tokens)) for h in beam_search(dec, feats, beam_size=3, max_len=MAX_LEN)]
     assert [captions[i] for i in ids] == expected
+
+
+def test_eval_records_the_decoding_config(tmp_path, monkeypatch):
+    """`capcache eval --beam 3` path: eval/<split>.json says how the captions were decoded."""
+    import json
+
+    import pipeline.evaluation.scorers as scorers
+    from pipeline.data.manifest import Manifest
+    from pipeline.data.synthetic import SyntheticConfig, generate_dataset
+    from pipeline.evaluation.evaluate_run import evaluate_run
+    from pipeline.extract import extract
+    from pipeline.training.config import resolve_config
+    from pipeline.training.loop import train
+
+    monkeypatch.setattr(scorers, "score_captions", lambda c, r, **kw: scorers.ScoreResult(scores={"BLEU-4": 0.0}))
+    manifest = generate_dataset(tmp_path / "data", SyntheticConfig(n_train=16, n_val=4, n_test=6, image_size=64))
+    cache = extract(Manifest.load(manifest), "tiny-cnn", cache_dir=tmp_path / "cache", workers=0, progress=False)
+    config = resolve_config("demo", None, [f"data.manifest={manifest}", f"data.cache={cache.path}", "epochs=1",
+                                           "batch_size=16", "model.embed_dim=16", "model.hidden_dim=16",
+                                           "model.attention_dim=16", "max_decode_len=12"])
+    train(config, tmp_path / "run", progress=False)
+    report = evaluate_run(tmp_path / "run", "test", device="cpu", decoding=DecodingConfig.from_beam(3, no_repeat_ngram=2))
+    saved = json.loads((tmp_path / "run" / "eval" / "test.json").read_text())
+    assert saved["decoding"] == report["decoding"] == {
+        "method": "beam", "strategy": "beam", "beam_size": 3, "max_len": 12, "min_len": 1, "length_penalty": 0.0,
+        "no_repeat_ngram": 2, "batch_size": 64}
+    assert len(saved["captions"]) == 6
+    greedy = evaluate_run(tmp_path / "run", "test", device="cpu", max_len=5)
+    assert greedy["decoding"] == {"method": "greedy", "strategy": "greedy", "max_len": 5, "batch_size": 64}
+
+
+
+@pytest.mark.parametrize("name", available_decoders())
+def test_beam_search_runs_inside_inference_mode(name):
+    """Captioning new images encodes them under inference_mode; beam search must take such features."""
+    dec, feats = random_decoder(name), features()
+    expected = beam_search(dec, feats, beam_size=3)
+    with torch.inference_mode():
+        got = beam_search(dec, feats.clone(), beam_size=3)
+    assert [h[0].tokens for h in got] == [h[0].tokens for h in expected]

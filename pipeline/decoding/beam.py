@@ -51,7 +51,8 @@ class Hypothesis:
         return len(self.tokens) + int(self.ended)
 
 
-@torch.no_grad()  # not inference_mode: version counters tell which state tensors a step left untouched
+@torch.inference_mode(False)  # version counters tell which state tensors a step left untouched; inference
+@torch.no_grad()  # tensors have none, so the search runs outside inference mode even when its caller is in it
 def beam_search(decoder: CaptionDecoder, features: torch.Tensor, beam_size: int = 5, max_len: int = 20,
                 min_len: int = 1, length_penalty: float = 0.0, no_repeat_ngram: int = 0,
                 n_best: int = 1) -> list[list[Hypothesis]]:
@@ -65,6 +66,8 @@ def beam_search(decoder: CaptionDecoder, features: torch.Tensor, beam_size: int 
                          f"no_repeat_ngram={no_repeat_ngram}")
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
+    if features.is_inference():
+        features = features.clone()  # [B, L, D], a normal tensor (with a version counter)
     k, batch, device = beam_size, features.size(0), features.device
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     if batch == 0:

@@ -81,8 +81,6 @@ def caption_images(run_dir: str | Path, inputs: list[str | Path], decoding: Deco
         with torch.inference_mode():
             images = torch.stack([t for _, t in chunk]).to(trained.device)  # [B, 3, S, S]
             feats = encoder(images).to(storage).float()  # [B, L, D], rounded like the cache
-        with torch.no_grad():
-            feats = feats.clone()  # a normal tensor again, as cached features are for the decoder
             seqs, log_probs = decode(trained.decoder, feats, decoding)
             maps = _attention(trained.decoder, feats, seqs) if attention else [None] * len(seqs)
         result.images += [CaptionedImage(path, trained.vocab.decode(seq), seq, float(lp), amap)

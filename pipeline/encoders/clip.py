@@ -43,14 +43,18 @@ class ClipViT(FrozenEncoder):
         if not cfg:
             raise CapcacheError(f"unknown open_clip weights {tag!r} for {name} ({arch}); valid: "
                                 f"{', '.join(open_clip.list_pretrained_tags_by_model(arch))}, random[:SEED] or a local file")
-        checkpoint = open_clip_checkpoint(arch, tag, cfg, file_fits=tag == DEFAULT_TAG) if weights.kind == "named" else None
+        checkpoint = state = None  # found or read before the network is built, so a missing file fails at once
+        if weights.kind == "named":
+            checkpoint = open_clip_checkpoint(arch, tag, cfg, file_fits=tag == DEFAULT_TAG)
+        elif weights.kind == "file":
+            state = visual_state(load_state_file(weights.value))
         with seeded(int(weights.value) if weights.kind == "random" else 0):
             model = open_clip.create_model(
                 arch, pretrained=checkpoint, force_quick_gelu=cfg.get("quick_gelu", False),
                 force_preprocess_cfg={k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in cfg})
         visual = model.visual  # the text tower is dropped with ``model``
-        if weights.kind == "file":
-            load_strict(visual, visual_state(load_state_file(weights.value)), weights.value)
+        if state is not None:
+            load_strict(visual, state, weights.value)
         super().__init__(name, weights, clip_preprocessing(open_clip.get_model_preprocess_cfg(model)),
                          feature_dim=visual.transformer.width, grid=grid, options={"tokens": "patches after ln_post"})
         self.pooled_dim = visual.output_dim  # E
@@ -69,17 +73,17 @@ class ClipViT(FrozenEncoder):
 
 
 def visual_state(state: dict) -> dict:
-    """The image tower's tensors: a full open_clip checkpoint's ``visual.*`` keys, or a state dict of the tower alone."""
-    visual = {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")}
-    return visual or state
+    """The image tower's tensors of a full open_clip checkpoint (its ``visual.*`` keys); the text tower is not used."""
+    return {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")}
 
 
 def clip_preprocessing(cfg: dict) -> Preprocessing:
     """open_clip's preprocess config (resize the shorter side, centre crop) as a recorded Preprocessing."""
-    size = cfg["size"] if isinstance(cfg["size"], int) else cfg["size"][0]
-    if cfg.get("resize_mode", "shortest") != "shortest" or (not isinstance(cfg["size"], int) and len(set(cfg["size"])) > 1):
+    sides = {cfg["size"]} if isinstance(cfg["size"], int) else set(cfg["size"])
+    if cfg.get("resize_mode", "shortest") != "shortest" or len(sides) > 1:
         raise CapcacheError(f"open_clip preprocessing {cfg} is not shorter-side resize + square centre crop")
-    return Preprocessing(resize=size, crop=size, interpolation=cfg["interpolation"],
+    (side,) = sides
+    return Preprocessing(resize=side, crop=side, interpolation=cfg["interpolation"],
                          mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))
 
 

@@ -63,19 +63,17 @@ def open_clip_checkpoint(model: str, tag: str, cfg: dict, file_fits: bool) -> st
         if isinstance(cached, str):
             return cached
     folder = Path(cache) / f"models--{repo.replace('/', '--')}"
-    require_reachable(constants.ENDPOINT, what, folder, hf_remedy(repo, filename, folder, file_fits),
-                      offline_envs=(OFFLINE_ENV, "HF_HUB_OFFLINE"))
+    url = f"{constants.ENDPOINT}/{repo}/resolve/main/{filename}"
+    require_reachable(url, what, folder, hf_remedy(url, folder, file_fits), offline_envs=(OFFLINE_ENV, "HF_HUB_OFFLINE"))
     try:
         return download_pretrained(cfg, cache_dir=cache)
     except Exception as e:
         raise CapcacheError(f"cannot download {what}: {first_line(e)}") from e
 
 
-def hf_remedy(repo: str, filename: str, folder: Path, file_fits: bool) -> str:
+def hf_remedy(url: str, folder: Path, file_fits: bool) -> str:
     copy = f"run once on a machine with internet and copy its {folder.name} folder into {folder.parent}"
-    if file_fits:
-        return f"{copy}, or download https://huggingface.co/{repo}/resolve/main/{filename} and pass --weights /path/to/{filename}"
-    return copy
+    return f"{copy}, or download {url} and pass --weights /path/to/{Path(url).name}" if file_fits else copy
 
 
 def safetensors_name(filename: str) -> str:
@@ -91,7 +89,8 @@ def hf_hub_cache() -> str:
     return os.path.expanduser(os.environ.get("HF_HUB_CACHE") or os.path.join(home, "hub"))
 
 
-def require_reachable(url: str, what: str, expected: Path, remedy: str, offline_envs: tuple[str, ...] = (OFFLINE_ENV,)) -> None:
+def require_reachable(url: str, what: str, expected: Path, remedy: str,
+                      offline_envs: tuple[str, ...] = (OFFLINE_ENV,)) -> None:
     """Return if the host serving ``url`` answers; otherwise raise the one-line offline error.
 
     Any of ``offline_envs`` set (HF_HUB_OFFLINE for the Hugging Face hub) means offline without probing.

@@ -22,7 +22,8 @@ from pipeline.errors import CapcacheError
 
 def build_torchvision(arch: str, weights: WeightsSpec, fix_keys: Callable[[dict], dict] = dict
                       ) -> tuple[nn.Module, WeightsSpec, Preprocessing]:
-    """torchvision ``arch`` with ``weights`` loaded strictly, the weights as the cache key records them, and their preprocessing.
+    """torchvision ``arch`` with ``weights`` loaded strictly, the weights as the cache key records them, and their
+    preprocessing.
 
     ``fix_keys`` maps a checkpoint's key names to the model's (DenseNet's published files predate its
     current names); it is applied to published and local files alike, so a copied download loads as a file too.
@@ -42,7 +43,7 @@ def build_torchvision(arch: str, weights: WeightsSpec, fix_keys: Callable[[dict]
 
 
 def published(arch: str, name: str) -> models.WeightsEnum:
-    """The weights enum member called ``name`` (``DEFAULT`` resolves to its target), or a one-line list of the valid names."""
+    """The weights enum member called ``name`` (``DEFAULT`` resolves to its target), or an error listing the valid ones."""
     enum = models.get_model_weights(arch)
     try:
         return enum[name]

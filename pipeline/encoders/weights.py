@@ -63,7 +63,11 @@ def load_state_file(path: str) -> dict:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt or foreign file: say which and why in one line
-        raise CapcacheError(f"cannot read weights file {path}: {e}") from e
+        text = " ".join(str(e).split())
+        # torch's weights_only refusal is a page of advice around one line that says what it met
+        refused = text.partition("WeightsUnpickler error: ")[2].partition(" Check the documentation")[0]
+        reason = f"not a plain state dict that torch.load(weights_only=True) accepts ({refused})" if refused else text
+        raise CapcacheError(f"cannot read weights file {path}: {reason}") from e
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
@@ -82,7 +86,8 @@ def load_strict(module: torch.nn.Module, state: dict, source: str) -> None:
         result = module.load_state_dict(state, strict=False)
     except RuntimeError as e:  # shape mismatch: the first line after PyTorch's header names the tensor
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        raise CapcacheError(f"{source} does not fit {type(module).__name__}: {lines[1] if len(lines) > 1 else lines[0]}") from e
+        detail = lines[1] if len(lines) > 1 else lines[0]
+        raise CapcacheError(f"{source} does not fit {type(module).__name__}: {detail}") from e
     missing, unexpected = result.missing_keys, result.unexpected_keys
     if missing or unexpected:
         raise CapcacheError(f"{source} does not fit {type(module).__name__}: {len(missing)} tensors missing"
