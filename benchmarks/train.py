@@ -130,7 +130,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=49)
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating cache/RAM measurements; best of each")
     parser.add_argument("--e2e-images", type=int, default=16, help="images in the end-to-end epoch comparison")
     parser.add_argument("--e2e-encoder", default="resnet50", help="frozen encoder of the end-to-end loop")
     parser.add_argument("--big-cache-gb", type=float, default=1.0, help="size of the streamed cache for the RSS probe")
@@ -153,14 +154,19 @@ def main() -> None:
         in_ram = CaptionPairs(FeatureCache(cache_path, in_memory=True), records, vocab, 30)
         for pairs in (streamed, in_ram):
             pairs.set_epoch(0, 0, 1)
-        ram = steps_per_s(fresh_decoder(), in_ram, args.batch_size, args.steps)
-        cached = steps_per_s(fresh_decoder(), streamed, args.batch_size, args.steps)
+        ram, cached = 0.0, 0.0
+        for round_ in range(args.rounds):  # alternate, keep each one's best: machine noise hits both alike
+            order = [("ram", in_ram), ("cache", streamed)][:: 1 if round_ % 2 == 0 else -1]
+            for label, pairs in order:
+                rate = steps_per_s(fresh_decoder(), pairs, args.batch_size, args.steps)
+                ram, cached = (max(ram, rate), cached) if label == "ram" else (ram, max(cached, rate))
 
         small = Manifest("e2e", data.image_root, records[: args.e2e_images])
         small_pairs = CaptionPairs(FeatureCache(cache_path, in_memory=False), small.images, vocab, 30)
         small_pairs.set_epoch(0, 0, 0)  # every caption, as the end-to-end loop does
-        e2e_s = epoch_end_to_end(fresh_decoder(), small, vocab, args.batch_size, args.e2e_encoder)
-        cache_s = epoch_from_cache(fresh_decoder(), small_pairs, args.batch_size)
+        e2e_s = min(epoch_end_to_end(fresh_decoder(), small, vocab, args.batch_size, args.e2e_encoder)
+                    for _ in range(args.rounds))
+        cache_s = min(epoch_from_cache(fresh_decoder(), small_pairs, args.batch_size) for _ in range(args.rounds))
         peak = peak_rss_mb()
 
         big_n = int(args.big_cache_gb * 2**30 / (args.tokens * args.dim * 2))
@@ -175,7 +181,7 @@ def main() -> None:
         print_result({
             "decoder": args.decoder, "feature_shape": [args.tokens, args.dim], "batch_size": args.batch_size,
             "threads": torch.get_num_threads(), "images": args.images,
-            "steps_s_cache": round(cached, 3), "steps_s_ram": round(ram, 3), "ratio_cache_vs_ram": round(cached / ram, 3),
+            "rounds": args.rounds, "steps_s_cache": round(cached, 3), "steps_s_ram": round(ram, 3), "ratio_cache_vs_ram": round(cached / ram, 3),
             "e2e_images": args.e2e_images, "e2e_encoder": args.e2e_encoder, "epoch_s_cache": round(cache_s, 3), "epoch_s_end_to_end": round(e2e_s, 3),
             "ratio_vs_end_to_end": round(e2e_s / cache_s, 2), "peak_rss_mb": round(peak, 1),
             "streamed_cache_mb": round(big.stat().st_size / 2**20, 1), "streamed_peak_rss_mb": round(rss_big, 1),

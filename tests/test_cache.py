@@ -31,6 +31,11 @@ def photo_manifest(tmp_path: Path, real_photos: Path) -> Manifest:
     Image.open(real_photos / "coffee.jpg").convert("CMYK").save(images / "cmyk.jpg")
     Image.new("RGB", (1, 1), (200, 10, 10)).save(images / "one_pixel.png")
     Image.open(real_photos / "chelsea.jpg").save(images / "png_named.jpg", format="PNG")
+    Image.open(real_photos / "coffee.jpg").convert("L").save(images / "grayscale.jpg")
+    rgba = Image.open(real_photos / "chelsea.jpg").convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(images / "rgba.png")
+    Image.open(real_photos / "astronaut.jpg").resize((6000, 4500)).save(images / "very_large.jpg", quality=80)
     files = sorted(p.name for p in images.iterdir()) + ["missing.jpg"]
     return Manifest("photos", str(images), [ImageRecord(f, f, "train", ["a photo"]) for f in files])
 

@@ -99,11 +99,16 @@ def test_import_prints_a_summary_and_writes_the_manifest(tmp_path, shared_data):
     (["cache", "ls", "--cache-dir", "/nonexistent/cache"], "does not exist"),
 ])
 def test_bad_input_is_one_line_without_traceback(args, message):
-    done = _cli(*args)
-    assert done.returncode == 1
-    assert "Traceback" not in done.stderr
+    done = runner.invoke(app, args)  # in-process: the same code path as the script, without a torch import per case
+    assert done.exit_code == 1, done.output
+    assert "Traceback" not in done.stderr and not done.stdout
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], done.stderr
+
+
+def test_a_bad_input_error_from_the_real_script_is_one_line():
+    done = _cli("eval", "/nonexistent/run")
+    assert done.returncode == 1 and done.stderr.strip() == "error: /nonexistent/run is not a capcache run folder (no config.json)"
 
 
 def test_extract_prints_the_cache_path_last(tmp_path):

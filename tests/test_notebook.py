@@ -15,7 +15,7 @@ def test_kaggle_notebook_runs_on_the_demo_set_and_resumes(tmp_path):
     papermill = pytest.importorskip("papermill")
     params = {"DATASET": "demo", "WORK": str(tmp_path / "work"), "INSTALL": False,
               "RESNET": "tiny-cnn", "RESNET_WEIGHTS": "random", "CLIP": "tiny-cnn", "CLIP_WEIGHTS": "random:1",
-              "EPOCHS": 1, "BEAM": 3, "DEVICE": "cpu", "WORKERS": 0, "DEMO_IMAGES": 100, "SHOW_IMAGES": 2}
+              "EPOCHS": 1, "BEAM": 3, "DEVICE": "cpu", "WORKERS": 0, "DEMO_IMAGES": 50, "SHOW_IMAGES": 2}
     papermill.execute_notebook(str(NOTEBOOK), str(tmp_path / "out.ipynb"), parameters=params, cwd=str(REPO),
                                kernel_name="python3", progress_bar=False)
     work = tmp_path / "work"
