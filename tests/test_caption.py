@@ -91,6 +91,12 @@ def test_compare_table_of_evaluated_runs(runs, tmp_path):
         compare_runs([runs["att_lstm"]])
     evaluate_run(runs["att_lstm"], "test", device="cpu", decoding=DecodingConfig.from_beam(3))
     evaluate_run(runs["transformer"], "test", device="cpu")
+    written = (runs["transformer"] / "eval" / "test.json").stat().st_mtime_ns
+    again = evaluate_run(runs["transformer"], "test", device="cpu", reuse=True)  # same decoding: the stored report
+    assert (runs["transformer"] / "eval" / "test.json").stat().st_mtime_ns == written and again["decoding"]["strategy"] == "greedy"
+    evaluate_run(runs["transformer"], "test", device="cpu", reuse=True, decoding=DecodingConfig.from_beam(2))
+    assert json.loads((runs["transformer"] / "eval" / "test.json").read_text())["decoding"]["beam_size"] == 2
+    evaluate_run(runs["transformer"], "test", device="cpu")
     rows = compare_runs([runs["att_lstm"], runs["transformer"]])
     assert [r.name for r in rows] == ["att_lstm", "transformer"]
     assert rows[0].decoding == "beam 3" and rows[1].decoding == "greedy"

@@ -27,12 +27,13 @@ from pipeline.errors import CapcacheError
 from pipeline.extract import extract
 
 REPO = Path(__file__).resolve().parents[1]
-N_ROWS = 1200
+N_ROWS = 800
 
 
-@pytest.fixture()
-def many_photos(tmp_path: Path, real_photos: Path) -> Path:
+@pytest.fixture(scope="module")
+def many_photos(tmp_path_factory, real_photos: Path) -> Path:
     """A manifest of N_ROWS images: links to the real photos, cycled, saved to disk for the CLI."""
+    tmp_path = tmp_path_factory.mktemp("many")
     images = tmp_path / "images"
     images.mkdir()
     photos = sorted(p for p in real_photos.iterdir() if p.suffix in (".jpg", ".png"))
@@ -51,6 +52,13 @@ def _cli(*args: str, **kw) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, str(REPO / "cli.py"), *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(many_photos: Path, tmp_path_factory) -> Path:
+    """The cache of one plain single-process run: what every interrupted or sharded run must equal."""
+    done = _extract_cli(many_photos, tmp_path_factory.mktemp("whole"))
+    return Path(done.stdout.strip().splitlines()[-1])
 
 
 def _extract_cli(manifest: Path, cache_dir: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -77,8 +85,8 @@ def _wait_for_progress(proc: subprocess.Popen, at_least: int, total: int) -> int
     pytest.fail(f"extraction ended before it could be interrupted: {seen[-500:]}")
 
 
-def test_kill_9_mid_extraction_then_rerun_resumes_and_equals_an_uninterrupted_run(many_photos, tmp_path):
-    reference = Path(_extract_cli(many_photos, tmp_path / "whole").stdout.strip().splitlines()[-1])
+def test_kill_9_mid_extraction_then_rerun_resumes_and_equals_an_uninterrupted_run(many_photos, uninterrupted, tmp_path):
+    reference = uninterrupted
 
     proc = _cli("extract", str(many_photos), "--encoder", "tiny-cnn", "--cache-dir", str(tmp_path / "killed"),
                 "--batch-size", "4", "--workers", "0")
@@ -100,8 +108,8 @@ def test_kill_9_mid_extraction_then_rerun_resumes_and_equals_an_uninterrupted_ru
     assert verify_cache(killed, progress=False).ok
 
 
-def test_torchrun_two_processes_build_one_cache_equal_to_a_single_process(many_photos, tmp_path):
-    single = Path(_extract_cli(many_photos, tmp_path / "single").stdout.strip().splitlines()[-1])
+def test_torchrun_two_processes_build_one_cache_equal_to_a_single_process(many_photos, uninterrupted, tmp_path):
+    single = uninterrupted
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                           str(REPO / "cli.py"), "extract", str(many_photos), "--encoder", "tiny-cnn",
