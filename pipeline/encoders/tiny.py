@@ -15,7 +15,7 @@ from torch import nn
 from pipeline.encoders.base import FrozenEncoder, grid_to_tokens
 from pipeline.encoders.preprocessing import Preprocessing
 from pipeline.encoders.registry import register
-from pipeline.encoders.weights import WeightsSpec, load_state_file, seeded
+from pipeline.encoders.weights import WeightsSpec, load_state_file, load_strict, seeded
 from pipeline.errors import CapcacheError
 
 IMAGE_SIZE = 96
@@ -35,7 +35,7 @@ class TinyCNN(FrozenEncoder):
                 layers += [conv, nn.ReLU(inplace=True)]
             self.body = nn.Sequential(*layers)
         if weights.kind == "file":
-            self.body.load_state_dict(load_state_file(weights.value))
+            load_strict(self.body, load_state_file(weights.value), weights.value)
         elif weights.kind == "named":
             raise CapcacheError(f"tiny-cnn has no published weights ({weights.value!r}); use random or a local file")
 
