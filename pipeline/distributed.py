@@ -26,8 +26,9 @@ class Collective:
     def from_env(cls, backend: str = "gloo") -> "Collective":
         """Join the torchrun job described by the environment, or be a single process.
 
-        Object collectives run over gloo even on GPUs: they carry numpy arrays and lists, and a
-        CPU group needs no device pinning.
+        gloo (the default) suits jobs that only exchange Python objects, as extraction does, GPUs or
+        not; training passes nccl on GPUs for DDP's gradient all-reduce, and its few object
+        exchanges then travel through NCCL on the rank's current device.
         """
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:
