@@ -50,6 +50,14 @@ def random_cache(path: Path, ids: list[str], n_tokens: int, dim: int, seed: int 
     return path
 
 
+def train_step(decoder, optimizer: torch.optim.Optimizer, feats: torch.Tensor, tokens: torch.Tensor) -> None:
+    """One teacher-forced step on feats [B, L, D] and tokens [B, T], the same in every variant measured."""
+    loss, _ = caption_loss(decoder, feats, tokens, 1.0, 0.0)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
 def steps_per_s(decoder, pairs: CaptionPairs, batch_size: int, steps: int) -> float:
     """Training steps/s of ``decoder`` on batches from ``pairs`` (after one warm-up step)."""
     optimizer = torch.optim.Adam(decoder.parameters(), lr=1e-4)
@@ -59,11 +67,7 @@ def steps_per_s(decoder, pairs: CaptionPairs, batch_size: int, steps: int) -> fl
     for i in range(steps + 1):
         if i == 1:  # step 0 is the warm-up
             start = time.perf_counter()
-        feats, tokens = next(loader)
-        loss, _ = caption_loss(decoder, feats, tokens, 1.0, 0.0)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        train_step(decoder, optimizer, *next(loader))
     return steps / (time.perf_counter() - start)
 
 
@@ -80,10 +84,7 @@ def epoch_end_to_end(decoder, manifest: Manifest, vocab: Vocabulary, batch_size:
             images = torch.stack([load_image(manifest.image_path(r), transform) for r, _ in chunk])  # [B, 3, 224, 224]
             with torch.inference_mode():
                 feats = encoder(images.contiguous(memory_format=torch.channels_last))  # [B, L, D], 49x2048 for ResNet-50
-            loss, _ = caption_loss(decoder, feats.clone(), _tokens(chunk, vocab), 1.0, 0.0)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            train_step(decoder, optimizer, feats.clone(), _tokens(chunk, vocab))
     return t["s"]
 
 
@@ -98,10 +99,7 @@ def epoch_from_cache(decoder, pairs: CaptionPairs, batch_size: int) -> float:
     decoder.train()
     with timer() as t:
         for feats, tokens in DataLoader(pairs, batch_size=batch_size, collate_fn=collate):
-            loss, _ = caption_loss(decoder, feats, tokens, 1.0, 0.0)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            train_step(decoder, optimizer, feats, tokens)
     return t["s"]
 
 

@@ -38,9 +38,7 @@ def compare_runs(run_dirs: list[str | Path], split: str = "test") -> list[RunRow
     rows = []
     for run_dir in run_dirs:
         run = RunFolder(Path(run_dir))
-        if not run.eval_file(split).is_file():
-            raise CapcacheError(f"{run.root} has no {split} evaluation; run `capcache eval {run.root} --split {split}` first")
-        report = read_json(run.eval_file(split))
+        report = read_eval_report(run, split)
         decoder = load_trained(run.root, "last", "cpu").decoder
         epochs = [r for r in read_metrics(run.metrics) if r["kind"] == "epoch"]
         cache = read_json(run.cache_info)
@@ -52,6 +50,13 @@ def compare_runs(run_dirs: list[str | Path], split: str = "test") -> list[RunRow
             cache=f"{encoder['encoder']} ({encoder['weights']}) {cache['key']}",
             decoding=decoding_label(decoding)))
     return rows
+
+
+def read_eval_report(run: RunFolder, split: str) -> dict:
+    """The run's eval/<split>.json, or one line saying which `capcache eval` makes it."""
+    if not run.eval_file(split).is_file():
+        raise CapcacheError(f"{run.root} has no {split} evaluation; run `capcache eval {run.root} --split {split}` first")
+    return read_json(run.eval_file(split))
 
 
 def format_comparison(rows: list[RunRow], markdown: bool = False) -> str:

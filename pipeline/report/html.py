@@ -16,8 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from pipeline.data.manifest import Manifest
-from pipeline.errors import CapcacheError
-from pipeline.evaluation.compare import decoding_label
+from pipeline.evaluation.compare import decoding_label, read_eval_report
 from pipeline.evaluation.table import COLUMNS
 from pipeline.io import atomic_write_text, read_json
 from pipeline.training.config import TrainConfig
@@ -45,9 +44,7 @@ window.addEventListener('load', () => {
 def write_report(run_dir: str | Path, split: str = "test", out: str | Path | None = None, gallery: int = 24) -> Path:
     """Write the page (default RUN/report_<split>.html) and return its path; ``gallery`` images, half best."""
     run = RunFolder(Path(run_dir))
-    if not run.eval_file(split).is_file():
-        raise CapcacheError(f"{run.root} has no {split} evaluation; run `capcache eval {run.root} --split {split}` first")
-    report = read_json(run.eval_file(split))
+    report = read_eval_report(run, split)
     config = TrainConfig.from_dict(read_json(run.config))
     cache = read_json(run.cache_info)
     manifest = Manifest.load(config.data.manifest) if Path(config.data.manifest).is_file() else None

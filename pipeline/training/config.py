@@ -66,6 +66,15 @@ class TrainConfig:
         return from_dict(cls, data)
 
 
+# Seed 000 trains its two Transformer captioners alike; they differ only in the features they read.
+_SEED_000_TRANSFORMER = {
+    "decoder": "transformer", "epochs": 20, "batch_size": 64,
+    "model": {"hidden_dim": 512, "num_layers": 3, "heads": 8, "ff_dim": 2048, "dropout": 0.1,
+              "feature_proj": "linear", "proj_dim": 512, "grid_encoder_layers": 2},
+    "optim": {"optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-2, "schedule": "cosine",
+              "warmup_steps": 1000, "grad_clip": 1.0, "label_smoothing": 0.1},
+}
+
 PRESETS: dict[str, dict] = {
     "demo": {  # ~3 minutes on 2 CPU cores; the synthetic captions run up to 28 words
         "decoder": "att_lstm", "epochs": 4, "batch_size": 64, "max_decode_len": 30,
@@ -90,22 +99,10 @@ PRESETS: dict[str, dict] = {
         "optim": {"optimizer": "adamw", "lr": 3e-4, "weight_decay": 1e-4, "schedule": "cosine",
                   "warmup_steps": 500, "grad_clip": 5.0},
     },
-    "resnet-transformer": {  # seed 000: CNN -> pool -> linear proj -> posenc -> Transformer encoder; Transformer decoder
-        "decoder": "transformer", "epochs": 20, "batch_size": 64,
-        "data": {"encoder": "resnet50"},
-        "model": {"hidden_dim": 512, "num_layers": 3, "heads": 8, "ff_dim": 2048, "dropout": 0.1,
-                  "feature_proj": "linear", "proj_dim": 512, "grid_encoder_layers": 2},
-        "optim": {"optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-2, "schedule": "cosine",
-                  "warmup_steps": 1000, "grad_clip": 1.0, "label_smoothing": 0.1},
-    },
-    "clip-transformer": {  # seed 000: CLIP ViT-B/32 patch tokens -> linear proj -> posenc -> encoder; decoder
-        "decoder": "transformer", "epochs": 20, "batch_size": 64,
-        "data": {"encoder": "clip-vit-b-32"},
-        "model": {"hidden_dim": 512, "num_layers": 3, "heads": 8, "ff_dim": 2048, "dropout": 0.1,
-                  "feature_proj": "linear", "proj_dim": 512, "grid_encoder_layers": 2},
-        "optim": {"optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-2, "schedule": "cosine",
-                  "warmup_steps": 1000, "grad_clip": 1.0, "label_smoothing": 0.1},
-    },
+    # seed 000: CNN -> pool -> linear proj -> posenc -> Transformer encoder; Transformer decoder
+    "resnet-transformer": merge(_SEED_000_TRANSFORMER, {"data": {"encoder": "resnet50"}}),
+    # seed 000: CLIP ViT-B/32 patch tokens -> linear proj -> posenc -> encoder; the same decoder
+    "clip-transformer": merge(_SEED_000_TRANSFORMER, {"data": {"encoder": "clip-vit-b-32"}}),
 }
 
 
