@@ -26,7 +26,7 @@ class CacheSpec:
 
     @property
     def key(self) -> str:
-        return _digest(asdict(self))[:16]
+        return digest(asdict(self))[:16]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,7 +48,7 @@ def image_digests(manifest: Manifest) -> tuple[str, str]:
     """
     names = [[r.image_id, r.file] for r in manifest.images]
     sizes = [_size(manifest.image_path(r)) for r in manifest.images]
-    return _digest([n + [s] for n, s in zip(names, sizes)]), _digest(names)
+    return digest([n + [s] for n, s in zip(names, sizes)]), digest(names)
 
 
 def images_present(manifest: Manifest) -> bool:
@@ -62,7 +62,8 @@ def _size(path: Path) -> int:
         return -1
 
 
-def _digest(obj: Any) -> str:
+def digest(obj: Any) -> str:
+    """sha256 of the canonical JSON of ``obj``: equal exactly when the JSON is."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 

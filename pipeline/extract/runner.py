@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,38 +27,9 @@ from pipeline.encoders import build_encoder
 from pipeline.encoders.base import FrozenEncoder
 from pipeline.extract.background import BackgroundWriter
 from pipeline.extract.images import ImageFiles
-from pipeline.errors import CapcacheError
-from pipeline.io import atomic_write_json, read_json
-
-
-@dataclass
-class ExtractResult:
-    path: Path
-    key: str
-    n_images: int
-    extracted: int  # rows written by this run
-    bad: list[dict] = field(default_factory=list)  # {"image_id", "file", "error"}
-    seconds: float = 0.0
-    reused: bool = False
-    main_process: bool = True  # False on the other ranks of a torchrun job (they print nothing)
-
-    @property
-    def size_bytes(self) -> int:
-        return self.path.stat().st_size
-
-    @property
-    def images_per_s(self) -> float:
-        return self.extracted / self.seconds if self.seconds > 0 else 0.0
-
-    def summary(self) -> str:
-        if self.reused:
-            return f"cache is complete and matches these settings (key {self.key}); nothing to do"
-        lines = [f"images: {self.n_images}, extracted now: {self.extracted}, skipped as bad: {len(self.bad)}",
-                 f"size on disk: {self.size_bytes / 2**20:.1f} MiB, speed: {self.images_per_s:.1f} images/s"]
-        lines += [f"  bad: {b['file']}: {b['error']}" for b in self.bad[:10]]
-        if len(self.bad) > 10:
-            lines.append(f"  ... and {len(self.bad) - 10} more, listed in {self.path.with_suffix('.json')}")
-        return "\n".join(lines)
+from pipeline.extract.result import ExtractResult, cache_path_for
+from pipeline.extract.reuse import finished_report, record_request
+from pipeline.io import atomic_write_json
 
 
 def cache_spec(manifest: Manifest, encoder: FrozenEncoder, dtype: str) -> CacheSpec:
@@ -68,34 +38,30 @@ def cache_spec(manifest: Manifest, encoder: FrozenEncoder, dtype: str) -> CacheS
                      n_images=len(manifest.images))
 
 
-def cache_path_for(cache_dir: str | Path, manifest: Manifest, spec: CacheSpec) -> Path:
-    return Path(cache_dir) / f"{spec.encoder['encoder']}-{manifest.name}-{spec.key}.h5"
-
-
-def extract(manifest: Manifest, encoder: str, weights: str | None = None, grid: int | None = None,
-            cache_dir: str | Path = "cache", batch_size: int = 32, workers: int = 2,
-            device: str = "auto", dtype: str = "float16", progress: bool = True) -> ExtractResult:
-    """Fill (or reuse) the cache of ``encoder`` over the manifest's images.
+def run_extraction(manifest: Manifest, encoder: str, weights: str | None, grid: int | None, cache_dir: str | Path,
+                   batch_size: int, workers: int, device: str, dtype: str, progress: bool, request: str) -> ExtractResult:
+    """The full check (build the encoder, compare cache keys), then extract whatever rows are missing.
 
     Under ``torchrun`` every rank encodes its share of the remaining rows (rank r takes every
     world-th one) and rank 0, the only writer, stores them: one cache file, usable as a whole.
+    ``request`` (``reuse.request_digest``) is recorded in the finished cache's report.
     """
-    if dtype not in ("float16", "float32"):
-        raise CapcacheError(f"dtype {dtype!r} is not supported; use float16 (half the size) or float32")
     comm = Collective.from_env()
     try:
         return _extract(comm, manifest, build_encoder(encoder, weights, grid), cache_dir, batch_size, workers,
-                        device, dtype, progress)
+                        device, dtype, progress, request)
     finally:
         comm.close()
 
 
 def _extract(comm: Collective, manifest: Manifest, model: FrozenEncoder, cache_dir: str | Path, batch_size: int,
-             workers: int, device: str, dtype: str, progress: bool) -> ExtractResult:
+             workers: int, device: str, dtype: str, progress: bool, request: str) -> ExtractResult:
     spec = cache_spec(manifest, model, dtype)
     path = cache_path_for(cache_dir, manifest, spec)
-    finished = comm.broadcast(_finished_report(path) if comm.is_main else None)
+    finished = comm.broadcast(finished_report(path) if comm.is_main else None)
     if finished is not None:
+        if comm.is_main:
+            record_request(path, request)
         return ExtractResult(path, spec.key, spec.n_images, 0, finished.get("bad", []), reused=True,
                              main_process=comm.is_main)
 
@@ -131,21 +97,11 @@ def _extract(comm: Collective, manifest: Manifest, model: FrozenEncoder, cache_d
             "key": spec.key, "spec": spec.to_dict(), "manifest": manifest.name,
             "complete": bool(np.all(status != hdf5.PENDING)),
             "n_images": spec.n_images, "n_done": int((status == hdf5.DONE).sum()), "bad": bad,
-            "processes": comm.world,
+            "processes": comm.world, "requests": [request],
         })
     result = comm.broadcast(result)
     result.main_process = comm.is_main
     return result
-
-
-def _finished_report(path: Path) -> dict | None:
-    """The sidecar report of a complete cache at ``path``, or None when there is work to do."""
-    report_path = path.with_suffix(".json")
-    if path.exists() and report_path.exists():
-        report = read_json(report_path)
-        if report.get("complete"):
-            return report
-    return None
 
 
 Part = tuple[np.ndarray, np.ndarray, "np.ndarray | None", dict]  # rows [b], features [b, L, D], pooled [b, E], bad

@@ -1,0 +1,43 @@
+"""What an extraction produced, and where a cache of given settings lives; no torch needed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.cache.key import CacheSpec
+from pipeline.data.manifest import Manifest
+
+
+@dataclass
+class ExtractResult:
+    path: Path
+    key: str
+    n_images: int
+    extracted: int  # rows written by this run
+    bad: list[dict] = field(default_factory=list)  # {"image_id", "file", "error"}
+    seconds: float = 0.0
+    reused: bool = False
+    main_process: bool = True  # False on the other ranks of a torchrun job (they print nothing)
+
+    @property
+    def size_bytes(self) -> int:
+        return self.path.stat().st_size
+
+    @property
+    def images_per_s(self) -> float:
+        return self.extracted / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        if self.reused:
+            return f"cache is complete and matches these settings (key {self.key}); nothing to do"
+        lines = [f"images: {self.n_images}, extracted now: {self.extracted}, skipped as bad: {len(self.bad)}",
+                 f"size on disk: {self.size_bytes / 2**20:.1f} MiB, speed: {self.images_per_s:.1f} images/s"]
+        lines += [f"  bad: {b['file']}: {b['error']}" for b in self.bad[:10]]
+        if len(self.bad) > 10:
+            lines.append(f"  ... and {len(self.bad) - 10} more, listed in {self.path.with_suffix('.json')}")
+        return "\n".join(lines)
+
+
+def cache_path_for(cache_dir: str | Path, manifest: Manifest, spec: CacheSpec) -> Path:
+    return Path(cache_dir) / f"{spec.encoder['encoder']}-{manifest.name}-{spec.key}.h5"

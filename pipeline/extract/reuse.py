@@ -1,0 +1,68 @@
+"""Telling that an extraction is already done without importing torch or building the encoder.
+
+The full check (``runner``) builds the encoder, which alone knows its preprocessing and feature
+size, and compares cache keys: seconds for large backbones (torch import, hundreds of MB of
+weights). A finished cache's report therefore also lists the *requests* it has answered: digests
+of the command's inputs (encoder name, weights as given, grid, dtype, the images by content, and
+library versions, since another capcache or torchvision may build the same name differently).
+The same request again is answered from the report alone; any other goes through the full check,
+which then adds its request to the report.
+"""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+from pipeline.cache.key import digest, image_digests
+from pipeline.data.manifest import Manifest
+from pipeline.extract.result import ExtractResult
+from pipeline.io import atomic_write_json, read_json
+from pipeline.versions import library_versions
+
+
+def request_digest(manifest: Manifest, encoder: str, weights: str | None, grid: int | None, dtype: str) -> str:
+    image_set, _ = image_digests(manifest)
+    return digest({"encoder": encoder, "weights": _weights_identity(weights), "grid": grid, "dtype": dtype,
+                   "image_set": image_set, "versions": library_versions()})
+
+
+def answered(cache_dir: str | Path, manifest: Manifest, encoder: str, request: str) -> ExtractResult | None:
+    """The complete cache whose report lists ``request``, as a reused result; None when there is none."""
+    for report_path in sorted(Path(cache_dir).glob(f"{glob.escape(f'{encoder}-{manifest.name}-')}*.json")):
+        report = finished_report(report_path.with_suffix(".h5"))
+        if report is not None and request in report.get("requests", []):
+            return ExtractResult(report_path.with_suffix(".h5"), report["key"], report["n_images"], 0,
+                                 report.get("bad", []), reused=True)
+    return None
+
+
+def finished_report(path: Path) -> dict | None:
+    """The sidecar report of a complete cache at ``path``; None when there is work to do (or no usable report)."""
+    report_path = path.with_suffix(".json")
+    if not (path.exists() and report_path.exists()):
+        return None
+    try:
+        report = read_json(report_path)
+    except (OSError, ValueError):  # unreadable: the full check decides, and rewrites it after extracting
+        return None
+    return report if isinstance(report, dict) and report.get("complete") else None
+
+
+def record_request(path: Path, request: str) -> None:
+    """Add ``request`` to the report of the complete cache at ``path``, so that it is answered fast next time."""
+    report = finished_report(path)
+    if report is not None and request not in report.get("requests", []):
+        atomic_write_json(path.with_suffix(".json"), {**report, "requests": [*report.get("requests", []), request]})
+
+
+def _weights_identity(weights: str | None) -> str | None:
+    """Weights as asked for; a local file also by where it lies, its size and modification time, so that
+    a replaced file is never answered from the report (the full check then decides)."""
+    if weights is None:
+        return None
+    path = Path(weights).expanduser()
+    if path.is_file():
+        stat = path.stat()
+        return f"file:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    return weights
