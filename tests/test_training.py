@@ -165,3 +165,41 @@ def test_torchrun_two_processes_train_one_run_with_the_global_batch(tiny_set, tm
     assert steps == sorted(set(steps))  # one writer: no line logged twice
     ckpt = torch.load(tmp_path / "ddp/checkpoints/last.pt", weights_only=False)
     assert not any(k.startswith("module.") for k in ckpt["model"])  # loads into a plain decoder
+
+
+NAN_ON_RANK_1 = """
+import os, sys, torch
+import pipeline.training.loop as loop
+from pipeline.errors import CapcacheError
+from pipeline.training.config import resolve_config
+
+real, calls = loop.caption_loss, []
+def nan_on_rank_1(*args):  # only rank 1 sees the bad batch, at its 5th step
+    loss, ce = real(*args)
+    if torch.is_grad_enabled() and os.environ["RANK"] == "1":
+        calls.append(1)
+        if len(calls) == 5:
+            return loss * float("nan"), ce
+    return loss, ce
+loop.caption_loss = nan_on_rank_1
+try:
+    loop.train(resolve_config("demo", None, sys.argv[2:]), sys.argv[1], progress=False)
+except CapcacheError as e:  # one file per rank: their stdout lines would interleave
+    open(f"{sys.argv[1]}.rank{os.environ['RANK']}.txt", "w").write(str(e))
+"""
+
+
+def test_torchrun_ranks_stop_together_when_one_sees_a_nan_loss(tiny_set, tmp_path):
+    """Were rank 1 to stop alone, rank 0 would fail in its next all-reduce (gloo: "Connection closed
+    by peer") or, with NCCL, wait for the watchdog: both stop with the same one-line error instead."""
+    manifest, cache = tiny_set
+    script = tmp_path / "nan_on_rank_1.py"
+    script.write_text(NAN_ON_RANK_1)
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          str(script), str(tmp_path / "ddp"), f"data.manifest={manifest}", f"data.cache={cache}", *FAST],
+                         cwd=Path(__file__).resolve().parents[1], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rank0, rank1 = ((tmp_path / f"ddp.rank{r}.txt").read_text() for r in (0, 1))
+    assert rank0.startswith("loss became non-finite in another process at step 5 (epoch 1)")
+    assert rank1.startswith("loss became nan at step 5 (epoch 1)")

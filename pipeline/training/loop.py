@@ -188,9 +188,11 @@ def _train_epoch(model, train_set, optimizer, schedule, scaler, config: TrainCon
         feats, tokens = feats.to(device, non_blocking=True), tokens.to(device, non_blocking=True)
         with autocast:
             loss, ce = caption_loss(model, feats, tokens, config.teacher_forcing, config.optim.label_smoothing)
-        if not torch.isfinite(loss):
+        value = loss.item()
+        if comm.any(not math.isfinite(value), device):  # every rank stops at this step
+            what = value if not math.isfinite(value) else "non-finite in another process"
             raise CapcacheError(
-                f"loss became {loss.item()} at step {state.step + 1} (epoch {state.epoch + 1}); training stopped, "
+                f"loss became {what} at step {state.step + 1} (epoch {state.epoch + 1}); training stopped, "
                 f"the last good checkpoint is kept (epoch {state.epoch}); lower optim.lr or set optim.grad_clip")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
