@@ -71,6 +71,16 @@ def test_an_unreadable_report_falls_back_to_the_full_check_and_is_rewritten(mani
     assert json.loads(report.read_text())["complete"] is True
 
 
+def test_a_read_only_cache_folder_is_reused_all_the_same(manifest, tmp_path, monkeypatch):
+    first = run(manifest, tmp_path / "c", weights="random:0")
+
+    def read_only(*args):
+        raise OSError(30, "Read-only file system")
+    monkeypatch.setattr(reuse, "atomic_write_json", read_only)
+    again = run(manifest, tmp_path / "c")  # another spelling: full check, and its request cannot be recorded
+    assert again.reused and again.path == first.path
+
+
 def test_a_repeated_request_does_not_import_torch(manifest, tmp_path):
     run(manifest, tmp_path / "c")
     manifest_path = manifest.save(tmp_path / "m.json")

@@ -53,7 +53,10 @@ def record_request(path: Path, request: str) -> None:
     """Add ``request`` to the report of the complete cache at ``path``, so that it is answered fast next time."""
     report = finished_report(path)
     if report is not None and request not in report.get("requests", []):
-        atomic_write_json(path.with_suffix(".json"), {**report, "requests": [*report.get("requests", []), request]})
+        try:
+            atomic_write_json(path.with_suffix(".json"), {**report, "requests": [*report.get("requests", []), request]})
+        except OSError:  # a read-only cache folder (e.g. a Kaggle input dataset): the full check answers each time
+            pass
 
 
 def _weights_identity(weights: str | None) -> str | None:
