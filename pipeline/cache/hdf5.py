@@ -8,8 +8,12 @@ rows to redo.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import h5py
 import numpy as np
+
+from pipeline.errors import CapcacheError
 
 FEATURES, POOLED, IMAGE_IDS, STATUS = "features", "pooled", "image_ids", "status"  # POOLED: optional [N, E]
 PENDING, DONE, BAD = 0, 1, 2  # values of STATUS
@@ -35,3 +39,38 @@ def create_preallocated(f: h5py.File, name: str, shape: tuple[int, ...], dtype: 
 
 def read_image_ids(f: h5py.File) -> list[str]:
     return [s.decode() if isinstance(s, bytes) else s for s in f[IMAGE_IDS][:]]
+
+
+def open_file(path: Path, mode: str) -> h5py.File:
+    """h5py.File under HDF5's own lock where the file system supports locks; where it has none
+    ("best-effort"), the open goes on instead of failing."""
+    return h5py.File(path, mode, locking="best-effort")
+
+
+def open_for_reading(path: Path) -> h5py.File:
+    try:
+        return open_file(path, "r")
+    except OSError as e:
+        raise lock_error(path, e, writing=False) or damaged(path, e) from e
+
+
+def lock_error(path: Path, error: OSError, writing: bool) -> CapcacheError | None:
+    """The one-line error for an open that failed on HDF5's file lock; None for any other failure.
+
+    A writer holds the lock exclusively and readers share it, so while an extraction runs nothing
+    else can open the file, and while anything reads it the extraction cannot resume: the cache is
+    busy, not damaged, and must not be deleted.
+    """
+    text = " ".join(str(error).split())
+    if "unable to lock file" not in text:
+        return None
+    if "errno = 11" in text:
+        other = "something reading it (training, a notebook, `capcache cache verify`)" if writing \
+            else "an extraction still writing it"
+        return CapcacheError(f"{path} is open in another process, {other}; wait for it (or stop it) and run again")
+    return CapcacheError(f"cannot lock {path}: this file system does not support file locks ({text}); "
+                         "set HDF5_USE_FILE_LOCKING=FALSE and run again")
+
+
+def damaged(path: Path, reason: object) -> CapcacheError:
+    return CapcacheError(f"{path} is not a readable capcache file ({reason}); delete it and extract again")

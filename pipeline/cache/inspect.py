@@ -153,16 +153,12 @@ def verify_cache(path: str | Path, block_rows: int = 256, progress: bool = True)
 def _open(path: Path) -> h5py.File:
     if not path.is_file():
         raise CapcacheError(f"cache {path} not found; `capcache cache ls` lists the caches in a folder")
-    try:
-        f = h5py.File(path, "r")
-        for name in (hdf5.FEATURES, hdf5.STATUS, hdf5.IMAGE_IDS):
-            if name not in f:
-                f.close()
-                raise KeyError(name)
-        return f
-    except (OSError, KeyError) as e:
-        raise CapcacheError(f"{path} is not a readable capcache file ({e}); it may be in use by a writer, "
-                            "or damaged (delete it and extract again)") from e
+    f = hdf5.open_for_reading(path)
+    missing = [name for name in (hdf5.FEATURES, hdf5.STATUS, hdf5.IMAGE_IDS) if name not in f]
+    if missing:
+        f.close()
+        raise hdf5.damaged(path, f"no {missing[0]} dataset")
+    return f
 
 
 def _sidecar(path: Path) -> dict:

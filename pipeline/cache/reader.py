@@ -33,7 +33,7 @@ class FeatureCache:
         if not self.path.is_file():
             raise CapcacheError(f"cache {self.path} not found; run `capcache extract` first")
         try:
-            with h5py.File(self.path, "r") as f:
+            with hdf5.open_for_reading(self.path) as f:
                 self.spec = CacheSpec.from_dict(json.loads(f.attrs[hdf5.ATTR_SPEC]))
                 self.versions = json.loads(f.attrs[hdf5.ATTR_VERSIONS])
                 self.image_ids = hdf5.read_image_ids(f)
@@ -41,8 +41,8 @@ class FeatureCache:
                 n, self.n_tokens, self.dim = f[hdf5.FEATURES].shape  # [N, L, D]
                 self.pooled_dim = f[hdf5.POOLED].shape[1] if hdf5.POOLED in f else None  # E
                 self._memory = f[hdf5.FEATURES][:] if in_memory else None
-        except (OSError, KeyError) as e:
-            raise CapcacheError(f"{self.path} is not a readable capcache file ({e}); delete it and extract again") from e
+        except (OSError, KeyError) as e:  # opened, but not laid out as a cache (or truncated)
+            raise hdf5.damaged(self.path, e) from e
         self.row_of = {image_id: row for row, image_id in enumerate(self.image_ids)}
         self._handle: h5py.File | None = None
         self._pid: int | None = None
@@ -79,7 +79,7 @@ class FeatureCache:
 
     def _file(self) -> h5py.File:
         if self._handle is None or self._pid != os.getpid():
-            self._handle = h5py.File(self.path, "r")
+            self._handle = hdf5.open_for_reading(self.path)
             self._pid = os.getpid()
         return self._handle
 

@@ -13,6 +13,7 @@ import errno
 import fcntl
 import json
 import shutil
+import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -39,7 +40,7 @@ class CacheWriter:
                 if not self.path.exists():
                     _check_free_space(self.path, hdf5.estimated_bytes(len(image_ids), n_tokens, dim, pooled_dim, spec.dtype))
                     _create(self.path, spec, image_ids, n_tokens, dim, pooled_dim)
-                self._file = h5py.File(self.path, "r+")
+                self._file = _open_for_writing(self.path)
             _check_spec(self._file, spec, self.path)
             self._features = self._file[hdf5.FEATURES]
             self._pooled = self._file.get(hdf5.POOLED)
@@ -123,13 +124,25 @@ def _acquire_lock(path: Path):
     except BlockingIOError:
         lock.close()
         raise CapcacheError(f"another process is writing {path}; wait for it to finish (or stop it) and run again") from None
+    except OSError as e:  # a file system without locks (some NFS and FUSE mounts): go on, unguarded
+        if e.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise
+        warnings.warn(f"{path.parent} does not support file locks; make sure no other extraction writes {path.name}",
+                      stacklevel=3)
     return lock
+
+
+def _open_for_writing(path: Path) -> h5py.File:
+    try:
+        return hdf5.open_file(path, "r+")
+    except OSError as e:
+        raise hdf5.lock_error(path, e, writing=True) or e  # the others: storage_errors says what to do
 
 
 def _create(path: Path, spec: CacheSpec, image_ids: Sequence[str], n_tokens: int, dim: int,
             pooled_dim: int | None) -> None:
     n = len(image_ids)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, hdf5.open_file(tmp, "w") as f:
         hdf5.create_preallocated(f, hdf5.FEATURES, (n, n_tokens, dim), np.dtype(spec.dtype), (1, n_tokens, dim))
         if pooled_dim:
             hdf5.create_preallocated(f, hdf5.POOLED, (n, pooled_dim), np.dtype(spec.dtype), (min(n, 1024), pooled_dim))
