@@ -207,13 +207,15 @@ def caption(run: Path = typer.Argument(..., help="Run folder."),
             weights: Optional[str] = typer.Option(None, help="Only for runs whose encoder used a local weights file."),
             json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the captions as JSON here."),
             attention: Optional[Path] = typer.Option(None, help="Folder for word-by-word attention maps (PNG)."),
+            batch_size: int = typer.Option(16), workers: int = typer.Option(2, help="Image-decoding processes."),
             device: str = typer.Option("auto")):
     """Caption new images with a trained run (its own encoder and preprocessing); prints file<TAB>caption."""
     from pipeline.decoding.new_images import caption_images
     from pipeline.io import atomic_write_json
 
     decoding = _decoding(beam, max_len, min_len, length_penalty, no_repeat_ngram)
-    result = caption_images(run, images, decoding, checkpoint, weights, device=device, attention=attention is not None)
+    result = caption_images(run, images, decoding, checkpoint, weights, batch_size, device, attention is not None,
+                            workers, progress=True)
     for item in result.images:
         typer.echo(f"{item.path}\t{item.caption}")
     for path, why in result.skipped.items():

@@ -58,6 +58,16 @@ def test_new_images_get_the_captions_their_cached_features_get(runs):
     assert all(i.caption for i in result.images)
 
 
+def test_batches_of_only_unreadable_files_are_skipped_and_order_is_kept(runs, tmp_path):
+    manifest = Manifest.load(runs["manifest"])
+    good = [manifest.image_path(r) for r in manifest.split("test")[:3]]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    files = [broken, good[0], broken, good[1], good[2]]  # batch size 1: some batches hold nothing readable
+    result = caption_images(runs["att_lstm"], files, batch_size=1, workers=0, device="cpu")
+    assert [i.path for i in result.images] == good and list(result.skipped) == [str(broken)]
+
+
 def test_caption_cli_folder_with_bad_files_attention_maps_and_json(runs, tmp_path):
     manifest = Manifest.load(runs["manifest"])
     folder = tmp_path / "photos"

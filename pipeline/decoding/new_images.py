@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from pipeline.data.vocab import PAD_ID, START_ID
 from pipeline.decoders.base import CaptionDecoder
@@ -20,7 +22,7 @@ from pipeline.decoding.search import decode
 from pipeline.encoders.preprocessing import Preprocessing
 from pipeline.encoders.registry import rebuild_encoder
 from pipeline.errors import CapcacheError
-from pipeline.extract.images import load_image
+from pipeline.extract.images import ImageFiles
 from pipeline.io import read_json
 from pipeline.training.load import load_trained
 
@@ -61,30 +63,34 @@ def image_files(inputs: list[str | Path]) -> list[Path]:
 
 def caption_images(run_dir: str | Path, inputs: list[str | Path], decoding: DecodingConfig | None = None,
                    checkpoint: str = "best", weights: str | None = None, batch_size: int = 16,
-                   device: str = "auto", attention: bool = False) -> CaptionResult:
+                   device: str = "auto", attention: bool = False, workers: int = 2,
+                   progress: bool = False) -> CaptionResult:
+    """Caption every image file in ``inputs`` (files and folders); unreadable ones land in ``skipped``.
+
+    Images are decoded batch by batch in DataLoader workers, as in extraction, so a folder of any
+    size is captioned in bounded memory.
+    """
     trained = load_trained(run_dir, checkpoint, device)
     cache_info = read_json(trained.run.cache_info)
     spec = cache_info["spec"]
     encoder = rebuild_encoder(spec["encoder"], weights).to(trained.device)
     storage = getattr(torch, spec["dtype"])
     decoding = (decoding or DecodingConfig()).resolved(trained.config.max_decode_len)
-    transform = encoder.preprocessing.transform()
+    files = image_files(inputs)
     result = CaptionResult(preprocessing=encoder.preprocessing)
-    loaded: list[tuple[Path, torch.Tensor]] = []
-    for path in image_files(inputs):
-        try:
-            loaded.append((path, load_image(path, transform)))
-        except Exception as e:  # an unreadable file is reported, the others are captioned
-            result.skipped[str(path)] = f"{type(e).__name__}: {e}"
-    for start in range(0, len(loaded), batch_size):
-        chunk = loaded[start:start + batch_size]
+    images = ImageFiles(files, np.arange(len(files)), encoder.preprocessing.transform(), encoder.preprocessing.crop)
+    loader = DataLoader(images, batch_size=batch_size, num_workers=workers, pin_memory=trained.device.type == "cuda")
+    for rows, batch, errors in tqdm(loader, desc="caption", unit="batch", disable=not progress):
+        ok = torch.tensor([e == "" for e in errors])
+        result.skipped.update({str(files[r]): e for r, e in zip(rows.tolist(), errors) if e})
+        if not ok.any():
+            continue
         with torch.inference_mode():
-            images = torch.stack([t for _, t in chunk]).to(trained.device)  # [B, 3, S, S]
-            feats = encoder(images).to(storage).float()  # [B, L, D], rounded like the cache
+            feats = encoder(batch[ok].to(trained.device)).to(storage).float()  # [b, L, D], rounded like the cache
             seqs, log_probs = decode(trained.decoder, feats, decoding)
             maps = _attention(trained.decoder, feats, seqs) if attention else [None] * len(seqs)
-        result.images += [CaptionedImage(path, trained.vocab.decode(seq), seq, float(lp), amap)
-                          for (path, _), seq, lp, amap in zip(chunk, seqs, log_probs.tolist(), maps)]
+        result.images += [CaptionedImage(files[r], trained.vocab.decode(seq), seq, float(lp), amap)
+                          for r, seq, lp, amap in zip(rows[ok].tolist(), seqs, log_probs.tolist(), maps)]
     n_tokens = cache_info["n_tokens"]
     side = int(round(n_tokens ** 0.5))
     result.grid = (side, side) if side * side == n_tokens else None  # CNN grids and ViT patch grids are square
