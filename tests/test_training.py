@@ -86,6 +86,36 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(tiny_set, tmp_p
     assert again.steps == result.steps
 
 
+def test_a_run_killed_within_an_epoch_resumes_from_its_last_step_checkpoint(tiny_set, tmp_path, monkeypatch):
+    every = "checkpoint_every=5"  # 19 steps per epoch: checkpoints at steps 5, 10, 15, 20, 25, ...
+    loop.train(_config(tiny_set, every), tmp_path / "straight", progress=False)
+    real_loss, trained = loop.caption_loss, []
+
+    def counted(*args, stop_at: int | None = None):
+        if torch.is_grad_enabled():  # a training step, not validation
+            trained.append(1)
+            if len(trained) == stop_at:
+                raise KeyboardInterrupt
+        return real_loss(*args)
+
+    monkeypatch.setattr(loop, "caption_loss", lambda *a: counted(*a, stop_at=28))  # killed in step 28
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(_config(tiny_set, every), tmp_path / "resumed", progress=False)
+    kept = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=False)["progress"]
+    assert (kept["step"], kept["epoch"], kept["batch_in_epoch"]) == (25, 1, 6)  # 6 batches into epoch 2
+
+    trained.clear()
+    monkeypatch.setattr(loop, "caption_loss", counted)
+    torch.manual_seed(1234)  # a resumed process starts with other RNG state; the checkpoint must restore it
+    result = loop.train(None, tmp_path / "resumed", resume=True, progress=False)
+    assert result.steps == 57 and len(trained) == 57 - 25  # only the steps after the checkpoint are trained
+    a = torch.load(tmp_path / "straight/checkpoints/last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=False)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    drop = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]  # noqa: E731
+    assert drop(read_metrics(tmp_path / "straight/metrics.jsonl")) == drop(read_metrics(tmp_path / "resumed/metrics.jsonl"))
+
+
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tiny_set, tmp_path, monkeypatch):
     real_loss, calls = loop.caption_loss, []
 

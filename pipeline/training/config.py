@@ -57,6 +57,7 @@ class TrainConfig:
     early_stop: int = 0  # stop after this many epochs without val_metric improving; 0 = never
     max_decode_len: int = 20
     log_every: int = 10  # steps between batch-level metric lines
+    checkpoint_every: int = 1000  # also save "last" every this many steps within an epoch (0: at epoch ends only)
 
     def to_dict(self) -> dict:
         return to_dict(self)

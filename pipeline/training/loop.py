@@ -2,8 +2,9 @@
 
 One epoch = the sampled (image, caption) pairs of the train split; after each epoch: validation
 loss, greedy-decoded validation metrics, LR schedule, checkpoints (last, and best by
-``val_metric``), plots and the early-stopping check. Resuming restores everything saved at the
-last epoch boundary, so an interrupted-and-resumed run ends with the same weights.
+``val_metric``), plots and the early-stopping check. ``checkpoint_every`` also saves "last" within
+an epoch. Resuming restores everything saved at the last checkpoint (model, optimiser, schedule,
+RNG states, position in the epoch), so an interrupted-and-resumed run ends with the same weights.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -64,6 +66,8 @@ class _Progress:
     epochs_without_gain: int = 0
     seconds: float = 0.0  # training time accumulated over every session of this run
     finished: bool = False  # all epochs done, or stopped early: resuming has nothing left to do
+    batch_in_epoch: int = 0  # batches of the current epoch already trained (checkpoints within an epoch)
+    epoch_loss: float = 0.0  # sum of their losses, for the epoch's mean train_loss
 
 
 def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -130,12 +134,16 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, co
         if glove and progress:
             tqdm.write(glove.summary())
 
+    def save_last() -> None:  # everything `train --resume` needs to continue from here
+        if comm.is_main:
+            _save(run.checkpoint("last"), decoder, optimizer, schedule, scaler, state, vocab, config)
+
     state.finished = state.finished or state.epoch >= config.epochs
     while not state.finished:
-        started = time.perf_counter()
         train_set.set_epoch(state.epoch, config.seed, config.data.captions_per_image)
         train_loss = _train_epoch(model, train_set, optimizer, schedule, scaler, config, device, state,
-                                  steps_per_epoch, log, progress, comm)
+                                  steps_per_epoch, log, progress, comm, save_last)
+        started = time.perf_counter()  # validation time (_train_epoch counts its own)
         val_loss, scores = None, {}
         if comm.is_main:  # the other ranks wait for the numbers below
             val_loss = _validation_loss(decoder, val_set, config, device) if val_set else None
@@ -157,8 +165,8 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, co
             state.epochs_without_gain += 1
         stopped_early = bool(config.early_stop) and state.epochs_without_gain >= config.early_stop
         state.finished = stopped_early or state.epoch >= config.epochs
+        save_last()
         if comm.is_main:
-            _save(run.checkpoint("last"), decoder, optimizer, schedule, scaler, state, vocab, config)
             plot_runs({run.root.name: run.root}, run.plots)
     return TrainResult(run.root, state.epoch, state.step, state.best, state.best_epoch, state.seconds,
                        state.epoch < config.epochs, comm.is_main)
@@ -176,14 +184,21 @@ def caption_loss(model: CaptionDecoder | DistributedDataParallel, feats: torch.T
 
 
 def _train_epoch(model, train_set, optimizer, schedule, scaler, config: TrainConfig, device, state: _Progress,
-                 steps_per_epoch: int, log: MetricsLog | None, progress: bool, comm: Collective) -> float:
+                 steps_per_epoch: int, log: MetricsLog | None, progress: bool, comm: Collective,
+                 save_last: Callable[[], None]) -> float:
+    """Train the rest of the epoch (all of it unless resumed within it) -> its mean train loss."""
     model.train()
-    batches = ShardedBatches(len(train_set), config.batch_size, comm.rank, comm.world)
+    batches = ShardedBatches(len(train_set), config.batch_size, comm.rank, comm.world, skip=state.batch_in_epoch)
+    # a generator of its own: the loader's worker seed would otherwise be drawn from the global RNG,
+    # which a run resumed mid-epoch restores to where it was after that draw
     loader = DataLoader(train_set, batch_sampler=batches, collate_fn=collate, num_workers=config.data.workers,
-                        pin_memory=device.type == "cuda")
-    total, count = 0.0, 0
+                        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(config.seed))
+    total, count = state.epoch_loss, state.batch_in_epoch
+    saved = f"step {state.step}" if count else f"epoch {state.epoch}"  # what checkpoints/last.pt holds
+    clock = time.perf_counter()
     autocast = torch.autocast("cuda", dtype=torch.float16, enabled=scaler.is_enabled())
-    bar = tqdm(loader, desc=f"epoch {state.epoch + 1}/{config.epochs}", unit="batch", disable=not progress, leave=False)
+    bar = tqdm(loader, desc=f"epoch {state.epoch + 1}/{config.epochs}", unit="batch", disable=not progress,
+               leave=False, initial=count, total=steps_per_epoch)
     for feats, tokens in bar:
         feats, tokens = feats.to(device, non_blocking=True), tokens.to(device, non_blocking=True)
         with autocast:
@@ -193,7 +208,7 @@ def _train_epoch(model, train_set, optimizer, schedule, scaler, config: TrainCon
             what = value if not math.isfinite(value) else "non-finite in another process"
             raise CapcacheError(
                 f"loss became {what} at step {state.step + 1} (epoch {state.epoch + 1}); training stopped, "
-                f"the last good checkpoint is kept (epoch {state.epoch}); lower optim.lr or set optim.grad_clip")
+                f"the last good checkpoint is kept ({saved}); lower optim.lr or set optim.grad_clip")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
@@ -209,6 +224,14 @@ def _train_epoch(model, train_set, optimizer, schedule, scaler, config: TrainCon
             log.write({"kind": "step", "step": state.step, "epoch": state.epoch + count / steps_per_epoch,
                        "batch_train_loss": ce.item(), "learning_rate": optimizer.param_groups[0]["lr"],
                        "grad_norm": grad_norm})
+        if config.checkpoint_every and state.step % config.checkpoint_every == 0 and count < steps_per_epoch:
+            state.batch_in_epoch, state.epoch_loss = count, total
+            now = time.perf_counter()
+            state.seconds, clock = state.seconds + now - clock, now
+            save_last()
+            saved = f"step {state.step}"
+    state.batch_in_epoch, state.epoch_loss = 0, 0.0  # the epoch-end checkpoint starts the next epoch afresh
+    state.seconds += time.perf_counter() - clock
     return total / max(count, 1)
 
 

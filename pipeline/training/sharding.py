@@ -16,14 +16,15 @@ from torch.utils.data import Sampler
 
 
 class ShardedBatches(Sampler[list[int]]):
-    def __init__(self, n_items: int, batch_size: int, rank: int = 0, world: int = 1):
+    def __init__(self, n_items: int, batch_size: int, rank: int = 0, world: int = 1, skip: int = 0):
         self.n_items, self.batch_size, self.rank, self.world = n_items, batch_size, rank, world
+        self.skip = skip  # batches of this epoch already trained (a run resumed mid-epoch)
 
     def __len__(self) -> int:
-        return math.ceil(self.n_items / self.batch_size)
+        return max(math.ceil(self.n_items / self.batch_size) - self.skip, 0)
 
     def __iter__(self) -> Iterator[list[int]]:
-        for start in range(0, self.n_items, self.batch_size):
+        for start in range(self.skip * self.batch_size, self.n_items, self.batch_size):
             batch = list(range(start, min(start + self.batch_size, self.n_items)))
             batch += [k % self.n_items for k in range(self.world - len(batch))]  # only when len(batch) < world
             yield batch[self.rank::self.world]
