@@ -59,8 +59,15 @@ def test_run_folder_holds_everything_to_reproduce(tiny_set, tmp_path):
         assert {"model", "optimizer", "schedule", "rng", "progress"} <= set(ckpt)
 
 
-def test_interrupted_and_resumed_run_ends_with_identical_weights(tiny_set, tmp_path, monkeypatch):
-    loop.train(_config(tiny_set), tmp_path / "straight", progress=False)
+@pytest.fixture(scope="module")
+def straight(tiny_set, tmp_path_factory) -> Path:
+    """A run never interrupted, saving within epochs too (saving changes nothing it computes)."""
+    out = tmp_path_factory.mktemp("straight") / "run"
+    loop.train(_config(tiny_set, "checkpoint_every=5"), out, progress=False)
+    return out
+
+
+def test_interrupted_and_resumed_run_ends_with_identical_weights(tiny_set, straight, tmp_path, monkeypatch):
 
     real_plot, calls = loop.plot_runs, []
 
@@ -77,18 +84,17 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(tiny_set, tmp_p
     torch.manual_seed(1234)  # a resumed process starts with other RNG state; the checkpoint must restore it
     result = loop.train(None, tmp_path / "resumed", resume=True, progress=False)
     assert result.epochs == 3
-    a = torch.load(tmp_path / "straight/checkpoints/last.pt", weights_only=False)["model"]
+    a = torch.load(straight / "checkpoints/last.pt", weights_only=False)["model"]
     b = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=False)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     drop = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]  # noqa: E731
-    assert drop(read_metrics(tmp_path / "straight/metrics.jsonl")) == drop(read_metrics(tmp_path / "resumed/metrics.jsonl"))
+    assert drop(read_metrics(straight / "metrics.jsonl")) == drop(read_metrics(tmp_path / "resumed/metrics.jsonl"))
     again = loop.train(None, tmp_path / "resumed", resume=True, progress=False)  # finished: nothing to do
     assert again.steps == result.steps
 
 
-def test_a_run_killed_within_an_epoch_resumes_from_its_last_step_checkpoint(tiny_set, tmp_path, monkeypatch):
+def test_a_run_killed_within_an_epoch_resumes_from_its_last_step_checkpoint(tiny_set, straight, tmp_path, monkeypatch):
     every = "checkpoint_every=5"  # 19 steps per epoch: checkpoints at steps 5, 10, 15, 20, 25, ...
-    loop.train(_config(tiny_set, every), tmp_path / "straight", progress=False)
     real_loss, trained = loop.caption_loss, []
 
     def counted(*args, stop_at: int | None = None):
@@ -109,11 +115,11 @@ def test_a_run_killed_within_an_epoch_resumes_from_its_last_step_checkpoint(tiny
     torch.manual_seed(1234)  # a resumed process starts with other RNG state; the checkpoint must restore it
     result = loop.train(None, tmp_path / "resumed", resume=True, progress=False)
     assert result.steps == 57 and len(trained) == 57 - 25  # only the steps after the checkpoint are trained
-    a = torch.load(tmp_path / "straight/checkpoints/last.pt", weights_only=False)["model"]
+    a = torch.load(straight / "checkpoints/last.pt", weights_only=False)["model"]
     b = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=False)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     drop = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]  # noqa: E731
-    assert drop(read_metrics(tmp_path / "straight/metrics.jsonl")) == drop(read_metrics(tmp_path / "resumed/metrics.jsonl"))
+    assert drop(read_metrics(straight / "metrics.jsonl")) == drop(read_metrics(tmp_path / "resumed/metrics.jsonl"))
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tiny_set, tmp_path, monkeypatch):
