@@ -134,15 +134,15 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, co
         if glove and progress:
             tqdm.write(glove.summary())
 
-    def save_last() -> None:  # everything `train --resume` needs to continue from here
+    def save(which: str) -> None:  # "last": everything `train --resume` needs to continue from here
         if comm.is_main:
-            _save(run.checkpoint("last"), decoder, optimizer, schedule, scaler, state, vocab, config)
+            _save(run.checkpoint(which), decoder, optimizer, schedule, scaler, state, vocab, config)
 
     state.finished = state.finished or state.epoch >= config.epochs
     while not state.finished:
         train_set.set_epoch(state.epoch, config.seed, config.data.captions_per_image)
         train_loss = _train_epoch(model, train_set, optimizer, schedule, scaler, config, device, state,
-                                  steps_per_epoch, log, progress, comm, save_last)
+                                  steps_per_epoch, log, progress, comm, save)
         started = time.perf_counter()  # validation time (_train_epoch counts its own)
         val_loss, scores = None, {}
         if comm.is_main:  # the other ranks wait for the numbers below
@@ -159,13 +159,12 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, co
         watched = scores.get(config.val_metric, -val_loss if val_loss is not None else -train_loss)
         if state.best is None or watched > state.best:
             state.best, state.best_epoch, state.epochs_without_gain = watched, state.epoch, 0
-            if comm.is_main:
-                _save(run.checkpoint("best"), decoder, optimizer, schedule, scaler, state, vocab, config)
+            save("best")
         else:
             state.epochs_without_gain += 1
         stopped_early = bool(config.early_stop) and state.epochs_without_gain >= config.early_stop
         state.finished = stopped_early or state.epoch >= config.epochs
-        save_last()
+        save("last")
         if comm.is_main:
             plot_runs({run.root.name: run.root}, run.plots)
     return TrainResult(run.root, state.epoch, state.step, state.best, state.best_epoch, state.seconds,
@@ -185,7 +184,7 @@ def caption_loss(model: CaptionDecoder | DistributedDataParallel, feats: torch.T
 
 def _train_epoch(model, train_set, optimizer, schedule, scaler, config: TrainConfig, device, state: _Progress,
                  steps_per_epoch: int, log: MetricsLog | None, progress: bool, comm: Collective,
-                 save_last: Callable[[], None]) -> float:
+                 save: Callable[[str], None]) -> float:
     """Train the rest of the epoch (all of it unless resumed within it) -> its mean train loss."""
     model.train()
     batches = ShardedBatches(len(train_set), config.batch_size, comm.rank, comm.world, skip=state.batch_in_epoch)
@@ -218,17 +217,18 @@ def _train_epoch(model, train_set, optimizer, schedule, scaler, config: TrainCon
         scaler.update()
         schedule.after_batch()
         state.step += 1
-        total, count = total + ce.item(), count + 1
-        bar.set_postfix(loss=f"{ce.item():.3f}")
+        batch_loss = ce.item()  # one device sync for the sum, the bar and the log
+        total, count = total + batch_loss, count + 1
+        bar.set_postfix(loss=f"{batch_loss:.3f}")
         if log and (state.step % config.log_every == 0 or count == steps_per_epoch):
             log.write({"kind": "step", "step": state.step, "epoch": state.epoch + count / steps_per_epoch,
-                       "batch_train_loss": ce.item(), "learning_rate": optimizer.param_groups[0]["lr"],
+                       "batch_train_loss": batch_loss, "learning_rate": optimizer.param_groups[0]["lr"],
                        "grad_norm": grad_norm})
         if config.checkpoint_every and state.step % config.checkpoint_every == 0 and count < steps_per_epoch:
             state.batch_in_epoch, state.epoch_loss = count, total
             now = time.perf_counter()
             state.seconds, clock = state.seconds + now - clock, now
-            save_last()
+            save("last")
             saved = f"step {state.step}"
     state.batch_in_epoch, state.epoch_loss = 0, 0.0  # the epoch-end checkpoint starts the next epoch afresh
     state.seconds += time.perf_counter() - clock
