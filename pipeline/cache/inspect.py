@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 
 from pipeline.cache import hdf5
 from pipeline.cache.key import CacheSpec
+from pipeline.cache.sidecar import read_sidecar
 from pipeline.errors import CapcacheError
-from pipeline.io import read_json
 
 
 @dataclass
@@ -97,7 +97,7 @@ def cache_info(path: str | Path) -> CacheInfo:
         features = f[hdf5.FEATURES]
         info = CacheInfo(
             path=path, key=str(f.attrs[hdf5.ATTR_KEY]), encoder=spec["encoder"]["encoder"],
-            weights=str(spec["encoder"]["weights"]), manifest=_sidecar(path).get("manifest", "?"),
+            weights=str(spec["encoder"]["weights"]), manifest=read_sidecar(path).get("manifest", "?"),
             n_images=len(status), n_done=int((status == hdf5.DONE).sum()), n_bad=int((status == hdf5.BAD).sum()),
             shape=tuple(features.shape[1:]), pooled_dim=f[hdf5.POOLED].shape[1] if hdf5.POOLED in f else None,
             dtype=str(features.dtype), size_bytes=path.stat().st_size,
@@ -159,11 +159,3 @@ def _open(path: Path) -> h5py.File:
         f.close()
         raise hdf5.damaged(path, f"no {missing[0]} dataset")
     return f
-
-
-def _sidecar(path: Path) -> dict:
-    report = path.with_suffix(".json")
-    try:
-        return read_json(report) if report.exists() else {}
-    except (OSError, ValueError):
-        return {}

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.cache.key import CacheSpec
+from pipeline.cache.sidecar import sidecar_path
 from pipeline.data.manifest import Manifest
 
 
@@ -35,7 +36,7 @@ class ExtractResult:
                  f"size on disk: {self.size_bytes / 2**20:.1f} MiB, speed: {self.images_per_s:.1f} images/s"]
         lines += [f"  bad: {b['file']}: {b['error']}" for b in self.bad[:10]]
         if len(self.bad) > 10:
-            lines.append(f"  ... and {len(self.bad) - 10} more, listed in {self.path.with_suffix('.json')}")
+            lines.append(f"  ... and {len(self.bad) - 10} more, listed in {sidecar_path(self.path)}")
         return "\n".join(lines)
 
 

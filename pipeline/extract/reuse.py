@@ -15,9 +15,10 @@ import glob
 from pathlib import Path
 
 from pipeline.cache.key import digest, image_digests
+from pipeline.cache.sidecar import read_sidecar, sidecar_path
 from pipeline.data.manifest import Manifest
 from pipeline.extract.result import ExtractResult
-from pipeline.io import atomic_write_json, read_json
+from pipeline.io import atomic_write_json
 from pipeline.versions import library_versions
 
 
@@ -29,24 +30,18 @@ def request_digest(manifest: Manifest, encoder: str, weights: str | None, grid: 
 
 def answered(cache_dir: str | Path, manifest: Manifest, encoder: str, request: str) -> ExtractResult | None:
     """The complete cache whose report lists ``request``, as a reused result; None when there is none."""
-    for report_path in sorted(Path(cache_dir).glob(f"{glob.escape(f'{encoder}-{manifest.name}-')}*.json")):
-        report = finished_report(report_path.with_suffix(".h5"))
+    for path in sorted(Path(cache_dir).glob(f"{glob.escape(f'{encoder}-{manifest.name}-')}*.h5")):
+        report = finished_report(path)
         if report is not None and request in report.get("requests", []):
-            return ExtractResult(report_path.with_suffix(".h5"), report["key"], report["n_images"], 0,
-                                 report.get("bad", []), reused=True)
+            return ExtractResult(path, report["key"], report["n_images"], 0, report.get("bad", []), reused=True)
     return None
 
 
 def finished_report(path: Path) -> dict | None:
-    """The sidecar report of a complete cache at ``path``; None when there is work to do (or no usable report)."""
-    report_path = path.with_suffix(".json")
-    if not (path.exists() and report_path.exists()):
-        return None
-    try:
-        report = read_json(report_path)
-    except (OSError, ValueError):  # unreadable: the full check decides, and rewrites it after extracting
-        return None
-    return report if isinstance(report, dict) and report.get("complete") else None
+    """The sidecar report of a complete cache at ``path``; None when there is work to do (or no usable
+    report: the full check then decides, and rewrites it after extracting)."""
+    report = read_sidecar(path) if path.exists() else {}
+    return report if report.get("complete") else None
 
 
 def record_request(path: Path, request: str) -> None:
@@ -54,7 +49,7 @@ def record_request(path: Path, request: str) -> None:
     report = finished_report(path)
     if report is not None and request not in report.get("requests", []):
         try:
-            atomic_write_json(path.with_suffix(".json"), {**report, "requests": [*report.get("requests", []), request]})
+            atomic_write_json(sidecar_path(path), {**report, "requests": [*report.get("requests", []), request]})
         except OSError:  # a read-only cache folder (e.g. a Kaggle input dataset): the full check answers each time
             pass
 

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from pipeline.cache import hdf5
 from pipeline.cache.key import CacheSpec, image_digests
+from pipeline.cache.sidecar import sidecar_path
 from pipeline.cache.writer import CacheWriter
 from pipeline.data.manifest import Manifest
 from pipeline.device import resolve_device
@@ -93,7 +94,7 @@ def _extract(comm: Collective, manifest: Manifest, model: FrozenEncoder, cache_d
                for r, err in sorted(bad_rows.items())]
         result = ExtractResult(path, spec.key, spec.n_images, int(len(todo) - len(bad_rows)), bad,
                                seconds=time.perf_counter() - start)
-        atomic_write_json(path.with_suffix(".json"), {
+        atomic_write_json(sidecar_path(path), {
             "key": spec.key, "spec": spec.to_dict(), "manifest": manifest.name,
             "complete": bool(np.all(status != hdf5.PENDING)),
             "n_images": spec.n_images, "n_done": int((status == hdf5.DONE).sum()), "bad": bad,
