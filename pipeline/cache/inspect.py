@@ -92,16 +92,21 @@ class VerifyResult:
 def cache_info(path: str | Path) -> CacheInfo:
     path = Path(path)
     with _open(path) as f:
-        spec = json.loads(f.attrs[hdf5.ATTR_SPEC])
-        status = f[hdf5.STATUS][:]
-        features = f[hdf5.FEATURES]
-        info = CacheInfo(
-            path=path, key=str(f.attrs[hdf5.ATTR_KEY]), encoder=spec["encoder"]["encoder"],
-            weights=str(spec["encoder"]["weights"]), manifest=read_sidecar(path).get("manifest", "?"),
-            n_images=len(status), n_done=int((status == hdf5.DONE).sum()), n_bad=int((status == hdf5.BAD).sum()),
-            shape=tuple(features.shape[1:]), pooled_dim=f[hdf5.POOLED].shape[1] if hdf5.POOLED in f else None,
-            dtype=str(features.dtype), size_bytes=path.stat().st_size,
-            versions=json.loads(f.attrs[hdf5.ATTR_VERSIONS]), spec=spec)
+        return _info(f, path)
+
+
+def _info(f: h5py.File, path: Path) -> CacheInfo:
+    """What the open cache ``f`` holds; an error when its key does not match its own settings."""
+    spec = json.loads(f.attrs[hdf5.ATTR_SPEC])
+    status = f[hdf5.STATUS][:]
+    features = f[hdf5.FEATURES]
+    info = CacheInfo(
+        path=path, key=str(f.attrs[hdf5.ATTR_KEY]), encoder=spec["encoder"]["encoder"],
+        weights=str(spec["encoder"]["weights"]), manifest=read_sidecar(path).get("manifest", "?"),
+        n_images=len(status), n_done=int((status == hdf5.DONE).sum()), n_bad=int((status == hdf5.BAD).sum()),
+        shape=tuple(features.shape[1:]), pooled_dim=f[hdf5.POOLED].shape[1] if hdf5.POOLED in f else None,
+        dtype=str(features.dtype), size_bytes=path.stat().st_size,
+        versions=json.loads(f.attrs[hdf5.ATTR_VERSIONS]), spec=spec)
     if CacheSpec.from_dict(spec).key != info.key:
         raise CapcacheError(f"{path} has a key that does not match its own settings (edited or damaged); extract again")
     return info
@@ -131,8 +136,8 @@ def format_listing(caches: list[CacheInfo]) -> str:
 def verify_cache(path: str | Path, block_rows: int = 256, progress: bool = True) -> VerifyResult:
     """Check every row is written and finite, reading ``block_rows`` rows at a time (bounded memory)."""
     path = Path(path)
-    cache_info(path)  # readable, with a consistent key
     with _open(path) as f:
+        _info(f, path)  # readable, with a consistent key
         ids = hdf5.read_image_ids(f)
         status = f[hdf5.STATUS][:]
         datasets = [f[hdf5.FEATURES]] + ([f[hdf5.POOLED]] if hdf5.POOLED in f else [])

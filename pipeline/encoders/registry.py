@@ -47,7 +47,8 @@ def rebuild_encoder(description: dict, weights: str | None = None) -> FrozenEnco
         raise CapcacheError(f"the run's encoder used the local weights file {label.split(':')[1]}; "
                             "pass its path with --weights")
     encoder = build_encoder(description["encoder"], weights or label, description.get("grid"))
-    mismatch = [k for k, v in description.items() if encoder.describe().get(k) != v]
+    rebuilt = encoder.describe()
+    mismatch = [k for k, v in description.items() if rebuilt.get(k) != v]
     if mismatch:
         raise CapcacheError(f"rebuilt encoder {description['encoder']} differs from the run's in {', '.join(mismatch)}; "
                             "pass the weights the cache was extracted with (--weights)")
