@@ -164,16 +164,19 @@ def train(out: Path = typer.Option(..., help="Run folder to create (or continue 
     typer.echo(f"run folder: {result.run_dir}")
 
 
-def _decoding(beam: int, max_len: Optional[int], min_len: int, length_penalty: float, no_repeat_ngram: int):
+def _decoding(beam: int, max_len: Optional[int], min_len: int, length_penalty: float, no_repeat_ngram: int,
+              allow_unk: bool):
     from pipeline.decoding import DecodingConfig
 
     return DecodingConfig.from_beam(beam, max_len=max_len, min_len=min_len, length_penalty=length_penalty,
-                                    no_repeat_ngram=no_repeat_ngram)
+                                    no_repeat_ngram=no_repeat_ngram, allow_unk=allow_unk)
 
 
 BEAM = typer.Option(1, help="Beam size; 1 = greedy.")
-MAX_LEN = typer.Option(None, help="Longest caption in words (default: the run's max_decode_len).")
-MIN_LEN = typer.Option(1, help="Beam: no <end> before this many words.")
+MAX_LEN = typer.Option(None, help="Decoding steps, <end> included: at most this many words, one fewer when the "
+                                  "caption ends (default: the run's max_decode_len).")
+MIN_LEN = typer.Option(1, help="No <end> before this many words; must be below --max-len.")
+ALLOW_UNK = typer.Option(False, "--allow-unk", help="Let captions contain <unk> (never emitted by default).")
 LENGTH_PENALTY = typer.Option(0.0, help="Beam: GNMT length penalty alpha (0 = plain log-prob).")
 NO_REPEAT = typer.Option(0, help="Beam: never repeat an n-gram of this size (0 = off).")
 
@@ -183,13 +186,13 @@ NO_REPEAT = typer.Option(0, help="Beam: never repeat an n-gram of this size (0 =
 def eval_(run: Path = typer.Argument(..., help="Run folder."), split: str = typer.Option("test"),
           checkpoint: str = typer.Option("best", help="best | last"), batch_size: int = typer.Option(64),
           beam: int = BEAM, max_len: Optional[int] = MAX_LEN, min_len: int = MIN_LEN,
-          length_penalty: float = LENGTH_PENALTY, no_repeat_ngram: int = NO_REPEAT,
+          length_penalty: float = LENGTH_PENALTY, no_repeat_ngram: int = NO_REPEAT, allow_unk: bool = ALLOW_UNK,
           device: str = typer.Option("auto"), spice: bool = typer.Option(False, help="Also SPICE (needs its download).")):
     """Decode a split with a trained run and score it with pycocoevalcap."""
     from pipeline.evaluation.evaluate_run import evaluate_run
     from pipeline.evaluation.table import format_table
 
-    decoding = _decoding(beam, max_len, min_len, length_penalty, no_repeat_ngram)
+    decoding = _decoding(beam, max_len, min_len, length_penalty, no_repeat_ngram, allow_unk)
     report = evaluate_run(run, split, checkpoint, batch_size, device=device, spice=spice, decoding=decoding)
     typer.echo(format_table({run.name: report["scores"]}))
     for metric, reason in report["unavailable"].items():
@@ -202,7 +205,7 @@ def eval_(run: Path = typer.Argument(..., help="Run folder."), split: str = type
 def caption(run: Path = typer.Argument(..., help="Run folder."),
             images: List[Path] = typer.Argument(..., help="Image files and/or folders."),
             beam: int = BEAM, max_len: Optional[int] = MAX_LEN, min_len: int = MIN_LEN,
-            length_penalty: float = LENGTH_PENALTY, no_repeat_ngram: int = NO_REPEAT,
+            length_penalty: float = LENGTH_PENALTY, no_repeat_ngram: int = NO_REPEAT, allow_unk: bool = ALLOW_UNK,
             checkpoint: str = typer.Option("best", help="best | last"),
             weights: Optional[str] = typer.Option(None, help="Only for runs whose encoder used a local weights file."),
             json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the captions as JSON here."),
@@ -213,7 +216,7 @@ def caption(run: Path = typer.Argument(..., help="Run folder."),
     from pipeline.decoding.new_images import caption_images
     from pipeline.io import atomic_write_json
 
-    decoding = _decoding(beam, max_len, min_len, length_penalty, no_repeat_ngram)
+    decoding = _decoding(beam, max_len, min_len, length_penalty, no_repeat_ngram, allow_unk)
     result = caption_images(run, images, decoding, checkpoint, weights, batch_size, device, attention is not None,
                             workers, progress=True)
     for item in result.images:

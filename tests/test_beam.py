@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from pipeline.data.vocab import END_ID, PAD_ID, START_ID
+from pipeline.data.vocab import END_ID, PAD_ID, START_ID, UNK_ID
 from pipeline.decoders import available_decoders, build_decoder
 from pipeline.decoders.base import CaptionDecoder, State
 from pipeline.decoders.config import DecoderConfig
@@ -26,14 +26,18 @@ SMALL = DecoderConfig(embed_dim=16, hidden_dim=32, attention_dim=16, num_layers=
 B, L, D, V, MAX_LEN = 6, 9, 24, 40, 10
 
 
-def random_decoder(name: str, end_bias: float = 0.0, seed: int = 0) -> CaptionDecoder:
+def random_decoder(name: str, end_bias: float = 0.0, seed: int = 0, specials_bias: float | None = None) -> CaptionDecoder:
     """A small random decoder that looks trained where it matters: <pad>/<start> are never targets in
-    training, so a trained model never picks them (greedy has no ban on them, beam search does);
-    ``end_bias`` makes captions end after a few words, so finished-hypothesis handling is exercised."""
+    training, so a trained model gives them almost nothing; ``specials_bias`` instead sets the bias of
+    <pad>/<start>/<unk> (high: the tokens every strategy bans top the logits); ``end_bias`` makes
+    captions end after a few words, so finished-hypothesis handling is exercised."""
     torch.manual_seed(seed)
     dec = build_decoder(name, SMALL, D, L, V).eval()
     with torch.no_grad():
-        dec.out.bias[[PAD_ID, START_ID]] -= 30.0
+        if specials_bias is None:
+            dec.out.bias[[PAD_ID, START_ID]] -= 30.0
+        else:
+            dec.out.bias[[PAD_ID, START_ID, UNK_ID]] = specials_bias
         dec.out.bias[END_ID] += end_bias
     return dec
 
@@ -61,11 +65,13 @@ END_BIASES = [0.0, 3.0]  # 0: captions run to max_len; 3: they end at varied len
 @pytest.mark.parametrize("end_bias", END_BIASES)
 @pytest.mark.parametrize("name", DECODERS)
 def test_beam_of_one_is_greedy(name, end_bias):
-    dec, feats = random_decoder(name, end_bias), features()
-    seqs, log_probs = greedy_search(dec, feats, MAX_LEN)
-    hyps = beam_search(dec, feats, beam_size=1, max_len=MAX_LEN, min_len=0)  # greedy has no min_len
-    assert [h[0].tokens for h in hyps] == seqs
-    assert [h[0].log_prob for h in hyps] == log_probs.tolist()
+    """The same banned tokens and min_len in both, even where the banned ones have the highest logits."""
+    for specials_bias, min_len, allow_unk in ((None, 1, False), (4.0, 0, False), (4.0, 3, True)):
+        dec, feats = random_decoder(name, end_bias, specials_bias=specials_bias), features()
+        seqs, log_probs = greedy_search(dec, feats, MAX_LEN, min_len, allow_unk)
+        hyps = beam_search(dec, feats, beam_size=1, max_len=MAX_LEN, min_len=min_len, allow_unk=allow_unk)
+        assert [h[0].tokens for h in hyps] == seqs
+        assert [h[0].log_prob for h in hyps] == log_probs.tolist()
 
 
 @pytest.mark.parametrize("end_bias", END_BIASES)
@@ -73,7 +79,7 @@ def test_beam_of_one_is_greedy(name, end_bias):
 def test_beam_scores_at_least_greedy(name, end_bias):
     dec, feats = random_decoder(name, end_bias), features()
     _, greedy_lp = greedy_search(dec, feats, MAX_LEN)
-    hyps = beam_search(dec, feats, beam_size=5, max_len=MAX_LEN, min_len=0)  # greedy may end at once too
+    hyps = beam_search(dec, feats, beam_size=5, max_len=MAX_LEN)
     for h, g in zip(hyps, greedy_lp.tolist()):
         assert h[0].log_prob >= g - 1e-6
 
@@ -119,7 +125,7 @@ def test_hypotheses_respect_the_constraints(name):
         assert len({tuple(h.tokens) for h in img}) == 5
         for h in img:
             assert 3 <= len(h.tokens) <= MAX_LEN and (h.ended or len(h.tokens) == MAX_LEN)
-            assert not {PAD_ID, START_ID, END_ID} & set(h.tokens)
+            assert not {PAD_ID, START_ID, END_ID, UNK_ID} & set(h.tokens)
             bigrams = list(zip(h.tokens, h.tokens[1:]))
             assert len(bigrams) == len(set(bigrams))
 
@@ -274,12 +280,13 @@ def test_decode_dispatches_on_the_config():
     assert seqs == [h[0].tokens for h in hyps] and log_probs.tolist() == [h[0].log_prob for h in hyps]
     assert DecodingConfig.from_beam(1).strategy == "greedy"
     assert config.describe() == {"strategy": "beam", "beam_size": 4, "max_len": MAX_LEN, "min_len": 1,
-                                 "length_penalty": 0.6, "no_repeat_ngram": 0}
-    assert DecodingConfig().resolved(30).describe() == {"strategy": "greedy", "max_len": 30}
+                                 "allow_unk": False, "length_penalty": 0.6, "no_repeat_ngram": 0}
+    assert DecodingConfig(allow_unk=True).resolved(30).describe() == {"strategy": "greedy", "max_len": 30, "min_len": 1,
+                                                                      "allow_unk": True}
 
 
 @pytest.mark.parametrize("bad", [dict(strategy="sample"), dict(beam_size=0), dict(max_len=0), dict(min_len=5, max_len=3),
-                                 dict(no_repeat_ngram=-1)])
+                                 dict(min_len=3, max_len=3), dict(max_len=1), dict(no_repeat_ngram=-1)])
 def test_bad_decoding_configs_are_one_line_errors(bad):
     with pytest.raises(CapcacheError):
         DecodingConfig(**bad)
@@ -330,11 +337,12 @@ def test_eval_records_the_decoding_config(tmp_path, monkeypatch):
     report = evaluate_run(tmp_path / "run", "test", device="cpu", decoding=DecodingConfig.from_beam(3, no_repeat_ngram=2))
     saved = json.loads((tmp_path / "run" / "eval" / "test.json").read_text())
     assert saved["decoding"] == report["decoding"] == {
-        "method": "beam", "strategy": "beam", "beam_size": 3, "max_len": 12, "min_len": 1, "length_penalty": 0.0,
-        "no_repeat_ngram": 2, "batch_size": 64}
+        "method": "beam", "strategy": "beam", "beam_size": 3, "max_len": 12, "min_len": 1, "allow_unk": False,
+        "length_penalty": 0.0, "no_repeat_ngram": 2, "batch_size": 64}
     assert len(saved["captions"]) == 6
     greedy = evaluate_run(tmp_path / "run", "test", device="cpu", max_len=5)
-    assert greedy["decoding"] == {"method": "greedy", "strategy": "greedy", "max_len": 5, "batch_size": 64}
+    assert greedy["decoding"] == {"method": "greedy", "strategy": "greedy", "max_len": 5, "min_len": 1,
+                                  "allow_unk": False, "batch_size": 64}
 
 
 

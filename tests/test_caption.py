@@ -77,7 +77,7 @@ def test_caption_cli_folder_with_bad_files_attention_maps_and_json(runs, tmp_pat
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     (folder / "notes.txt").write_text("ignored: not an image suffix")
     proc = subprocess.run([sys.executable, str(REPO / "cli.py"), "caption", str(runs["att_lstm"]), str(folder),
-                           "--beam", "2", "--attention", str(tmp_path / "maps"), "--json", str(tmp_path / "c.json"),
+                           "--beam", "2", "--allow-unk", "--attention", str(tmp_path / "maps"), "--json", str(tmp_path / "c.json"),
                            "--device", "cpu"], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
@@ -87,6 +87,20 @@ def test_caption_cli_folder_with_bad_files_attention_maps_and_json(runs, tmp_pat
     assert len(maps) == 3 and all(m.read_bytes()[:4] == b"\x89PNG" for m in maps)
     saved = json.loads((tmp_path / "c.json").read_text())
     assert len(saved["captions"]) == 3 and saved["decoding"]["beam_size"] == 2 and "broken.jpg" in next(iter(saved["skipped"]))
+    assert saved["decoding"]["allow_unk"] is True
+
+
+def test_captions_cut_at_max_len_get_no_end_attention_row(runs, tmp_path):
+    manifest = Manifest.load(runs["manifest"])
+    files = [manifest.image_path(r) for r in manifest.split("test")[:6]]
+    result = caption_images(runs["att_lstm"], files, DecodingConfig(max_len=3), device="cpu", attention=True, workers=0)
+    for item in result.images:
+        assert item.ended == (len(item.tokens) < 3)
+        assert len(item.attention) == len(item.tokens) + item.ended  # one row per emitted token
+    assert not all(i.ended for i in result.images)  # the synthetic captions are longer than two words
+    from pipeline.report.attention import save_attention_maps
+
+    assert len(save_attention_maps(result, tmp_path / "maps")) == len(files)
 
 
 def test_attention_maps_need_an_attention_decoder(runs):

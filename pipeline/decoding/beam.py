@@ -13,7 +13,7 @@ Conventions (shared with ``greedy_search``, so beam size 1 reproduces greedy):
 * its **length** (for the length penalty) counts the same tokens: words + 1 when it emitted <end>,
   words alone when it was cut at ``max_len``;
 * ``min_len`` is a number of words: <end> is forbidden at steps t < min_len;
-* <pad> and <start> are never emitted; <unk> is allowed.
+* <pad> and <start> are never emitted, nor <unk> unless ``allow_unk`` (``banned.py``, as greedy).
 
 Finished hypotheses follow the usual "2k candidates" scheme: each step every image ranks its 2k
 best (beam, token) extensions; an <end> candidate ranked within the first k is moved to the
@@ -30,13 +30,12 @@ from dataclasses import dataclass
 
 import torch
 
-from pipeline.data.vocab import END_ID, PAD_ID, START_ID
+from pipeline.data.vocab import END_ID, START_ID
 from pipeline.decoders.base import CaptionDecoder, select_state
+from pipeline.decoding.banned import mask_banned
 from pipeline.decoding.length_penalty import length_penalty as penalty_factor
 from pipeline.decoding.length_penalty import normalised_score
 from pipeline.decoding.ngram import repeated_ngram_mask
-
-NEVER_EMITTED = (PAD_ID, START_ID)
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,7 @@ class Hypothesis:
 @torch.no_grad()  # tensors have none, so the search runs outside inference mode even when its caller is in it
 def beam_search(decoder: CaptionDecoder, features: torch.Tensor, beam_size: int = 5, max_len: int = 20,
                 min_len: int = 1, length_penalty: float = 0.0, no_repeat_ngram: int = 0,
-                n_best: int = 1) -> list[list[Hypothesis]]:
+                n_best: int = 1, allow_unk: bool = False) -> list[list[Hypothesis]]:
     """features [B, L, D] -> for every image its (up to) ``n_best`` best hypotheses, best first.
 
     An image gets fewer than ``n_best`` hypotheses only when its constraints (min_len,
@@ -89,7 +88,6 @@ def beam_search(decoder: CaptionDecoder, features: torch.Tensor, beam_size: int 
     beam_logp[:, 0] = 0.0  # one live beam per image at first, so the k beams do not start as copies
     row_offset = (torch.arange(batch, device=device) * k).unsqueeze(1)  # first row of each image, [B, 1]
     rank = torch.arange(2 * k, device=device)
-    ban: dict[bool, torch.Tensor] = {}  # 0 / -inf added to every step's log-probs; key: is <end> forbidden
 
     for t in range(max_len):
         n = active.numel()
@@ -98,10 +96,7 @@ def beam_search(decoder: CaptionDecoder, features: torch.Tensor, beam_size: int 
         shared = {key: version for key, version in shared.items()
                   if state.get(key) is previous[key] and previous[key]._version == version}
         vocab = log_probs.size(-1)
-        if not ban:
-            ban[False] = torch.zeros(vocab, device=device).index_fill_(0, torch.tensor(NEVER_EMITTED, device=device), -math.inf)
-            ban[True] = ban[False].clone().index_fill_(0, torch.tensor([END_ID], device=device), -math.inf)
-        log_probs = log_probs.float() + ban[t < min_len]  # + 0 leaves allowed tokens' log-probs exact
+        log_probs = mask_banned(log_probs, t, min_len, allow_unk)  # [n*k, V] float32
         if no_repeat_ngram:
             banned = repeated_ngram_mask(history, no_repeat_ngram, vocab)
             if banned is not None:

@@ -14,8 +14,11 @@ DEFAULT_MAX_LEN = 20
 class DecodingConfig:
     strategy: str = "greedy"  # "greedy" | "beam"
     beam_size: int = 5  # beam only
-    max_len: int | None = None  # decoding steps (words, <end> included); None = the run's max_decode_len (else 20)
-    min_len: int = 1  # beam only: <end> is forbidden until this many words were emitted
+    # decoding steps, <end> included: at most max_len words, or max_len - 1 when the caption ends with <end>;
+    # None = the run's max_decode_len (else 20)
+    max_len: int | None = None
+    min_len: int = 1  # <end> is forbidden until this many words were emitted (every strategy)
+    allow_unk: bool = False  # let captions contain <unk> (banned by default; see banned.py)
     length_penalty: float = 0.0  # beam only: GNMT alpha, score = log-prob / ((5 + length) / 6) ** alpha
     no_repeat_ngram: int = 0  # beam only: forbid repeating any n-gram of this size; 0 = off
 
@@ -26,8 +29,9 @@ class DecodingConfig:
             raise CapcacheError(f"beam size must be at least 1, got {self.beam_size}")
         if self.max_len is not None and self.max_len < 1:
             raise CapcacheError(f"max_len must be at least 1, got {self.max_len}")
-        if self.min_len < 0 or (self.max_len is not None and self.min_len > self.max_len):
-            raise CapcacheError(f"min_len must be between 0 and max_len ({self.max_len}), got {self.min_len}")
+        if self.min_len < 0 or (self.max_len is not None and self.min_len >= self.max_len):
+            raise CapcacheError(f"min_len must be at least 0 and below max_len ({self.max_len}) so that <end> can "
+                                f"be emitted, got {self.min_len}")
         if self.no_repeat_ngram < 0:
             raise CapcacheError(f"no_repeat_ngram must be 0 (off) or positive, got {self.no_repeat_ngram}")
 
@@ -46,5 +50,5 @@ class DecodingConfig:
         """The settings that apply to this strategy (what eval/<split>.json records)."""
         d = asdict(self)
         if self.strategy == "greedy":
-            return {"strategy": "greedy", "max_len": d["max_len"]}
+            return {key: d[key] for key in ("strategy", "max_len", "min_len", "allow_unk")}
         return d

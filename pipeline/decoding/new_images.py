@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from pipeline.data.vocab import PAD_ID, START_ID
 from pipeline.decoders.base import CaptionDecoder
 from pipeline.decoding.config import DecodingConfig
-from pipeline.decoding.search import decode
+from pipeline.decoding.search import decode, ended
 from pipeline.encoders.preprocessing import Preprocessing
 from pipeline.encoders.registry import rebuild_encoder
 from pipeline.errors import CapcacheError
@@ -35,7 +35,8 @@ class CaptionedImage:
     caption: str
     tokens: list[int]
     log_prob: float
-    attention: np.ndarray | None = None  # [T, L] weights over the grid per generated word (attention decoders)
+    ended: bool  # emitted <end>; False when cut at max_len
+    attention: np.ndarray | None = None  # [T, L] weights over the grid per emitted token: words, then <end> if ended
 
 
 @dataclass
@@ -88,19 +89,22 @@ def caption_images(run_dir: str | Path, inputs: list[str | Path], decoding: Deco
         with torch.inference_mode():
             feats = encoder(batch[ok].to(trained.device)).to(storage).float()  # [b, L, D], rounded like the cache
             seqs, log_probs = decode(trained.decoder, feats, decoding)
-            maps = _attention(trained.decoder, feats, seqs) if attention else [None] * len(seqs)
-        result.images += [CaptionedImage(files[r], trained.vocab.decode(seq), seq, float(lp), amap)
-                          for r, seq, lp, amap in zip(rows[ok].tolist(), seqs, log_probs.tolist(), maps)]
+            finished = [ended(seq, decoding.max_len) for seq in seqs]
+            maps = _attention(trained.decoder, feats, seqs, finished) if attention else [None] * len(seqs)
+        result.images += [CaptionedImage(files[r], trained.vocab.decode(seq), seq, float(lp), end, amap)
+                          for r, seq, lp, end, amap in zip(rows[ok].tolist(), seqs, log_probs.tolist(), finished, maps)]
     n_tokens = cache_info["n_tokens"]
     side = int(round(n_tokens ** 0.5))
     result.grid = (side, side) if side * side == n_tokens else None  # CNN grids and ViT patch grids are square
     return result
 
 
-def _attention(decoder: CaptionDecoder, feats: torch.Tensor, seqs: list[list[int]]) -> list[np.ndarray | None]:
+def _attention(decoder: CaptionDecoder, feats: torch.Tensor, seqs: list[list[int]],
+               finished: list[bool]) -> list[np.ndarray | None]:
     """Attention weights [T, L] for each generated sequence, by teacher-forcing it through the decoder.
 
-    Re-running the chosen words gives the weights of exactly that caption, whatever search found it.
+    Re-running the chosen words gives the weights of exactly that caption, whatever search found it:
+    one row per emitted token, so a caption cut at max_len has no row for an <end> it never produced.
     """
     longest = max(len(s) for s in seqs) + 1
     tokens = torch.full((len(seqs), longest), PAD_ID, dtype=torch.long, device=feats.device)  # [B, T]
@@ -110,4 +114,4 @@ def _attention(decoder: CaptionDecoder, feats: torch.Tensor, seqs: list[list[int
     if out.attention is None:
         raise CapcacheError(f"--attention needs an attention decoder (att_lstm, att_gru); this run uses "
                             f"{type(decoder).__name__}")
-    return [out.attention[b, : len(seq) + 1].cpu().numpy() for b, seq in enumerate(seqs)]  # words + <end>
+    return [out.attention[b, : len(seq) + end].cpu().numpy() for b, (seq, end) in enumerate(zip(seqs, finished))]

@@ -18,10 +18,17 @@ def decode(decoder: CaptionDecoder, features: torch.Tensor, config: DecodingConf
     """
     max_len = config.max_len or DEFAULT_MAX_LEN
     if config.strategy == "greedy":
-        return greedy_search(decoder, features, max_len)
+        return greedy_search(decoder, features, max_len, config.min_len, config.allow_unk)
     best = [hyps[0] if hyps else None for hyps in beam_search(
         decoder, features, beam_size=config.beam_size, max_len=max_len, min_len=config.min_len,
-        length_penalty=config.length_penalty, no_repeat_ngram=config.no_repeat_ngram)]
+        length_penalty=config.length_penalty, no_repeat_ngram=config.no_repeat_ngram,
+        allow_unk=config.allow_unk)]
     seqs = [h.tokens if h else [] for h in best]
     log_probs = torch.tensor([h.log_prob if h else float("-inf") for h in best], device=features.device)
     return seqs, log_probs
+
+
+def ended(tokens: list[int], max_len: int) -> bool:
+    """Whether a decoded caption emitted <end>: every strategy stops at <end> or after max_len words,
+    so a caption shorter than max_len ended and one of max_len words was cut."""
+    return len(tokens) < max_len

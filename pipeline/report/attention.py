@@ -26,11 +26,12 @@ PANELS_PER_ROW = 5
 
 
 def save_attention_map(image_path: Path, words: list[str], attention: np.ndarray, grid: tuple[int, int],
-                       preprocessing: Preprocessing, out: Path) -> Path:
-    """attention [T, L] (one row per word, <end> last) -> PNG with the image and one heatmap per word."""
+                       preprocessing: Preprocessing, out: Path, ended: bool) -> Path:
+    """attention [T, L] (one row per emitted token: the words, then <end> when the caption ``ended``)
+    -> PNG with the image and one labelled heatmap per token."""
+    labels = panel_labels(words, attention, ended)
     with Image.open(image_path) as img:
         seen = T.CenterCrop(preprocessing.crop)(T.Resize(preprocessing.resize, InterpolationMode(preprocessing.interpolation))(to_rgb(img)))
-    labels = [*words, "<end>"][: len(attention)]
     cols = min(PANELS_PER_ROW, len(labels) + 1)
     rows = -(-(len(labels) + 1) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), squeeze=False)
@@ -51,10 +52,19 @@ def save_attention_map(image_path: Path, words: list[str], attention: np.ndarray
     return out
 
 
+def panel_labels(words: list[str], attention: np.ndarray, ended: bool) -> list[str]:
+    """The token above each heatmap: the words, and <end> only when the caption emitted it (one cut at
+    max_len never did, and its attention has no row for it)."""
+    labels = [*words, *(["<end>"] if ended else [])]
+    if len(attention) != len(labels):
+        raise CapcacheError(f"{len(attention)} attention rows for the {len(labels)} tokens of {' '.join(labels)!r}")
+    return labels
+
+
 def save_attention_maps(result: CaptionResult, out_dir: Path) -> list[Path]:
     """One PNG per captioned image (``caption_images(..., attention=True)``), numbered in input order."""
     if result.grid is None:
         raise CapcacheError("this run's features are not a square grid; attention maps need one")
     return [save_attention_map(item.path, item.caption.split(), item.attention, result.grid, result.preprocessing,
-                               Path(out_dir) / f"{i:04d}_{item.path.stem}.png")
+                               Path(out_dir) / f"{i:04d}_{item.path.stem}.png", item.ended)
             for i, item in enumerate(result.images)]
