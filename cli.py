@@ -188,13 +188,15 @@ def eval_(run: Path = typer.Argument(..., help="Run folder."), split: str = type
           beam: int = BEAM, max_len: Optional[int] = MAX_LEN, min_len: int = MIN_LEN,
           length_penalty: float = LENGTH_PENALTY, no_repeat_ngram: int = NO_REPEAT, allow_unk: bool = ALLOW_UNK,
           device: str = typer.Option("auto"), spice: bool = typer.Option(False, help="Also SPICE (needs its download).")):
-    """Decode a split with a trained run and score it with pycocoevalcap."""
+    """Decode a split with a trained run, score it with pycocoevalcap and measure how varied the captions are."""
     from pipeline.evaluation.evaluate_run import evaluate_run
-    from pipeline.evaluation.table import format_table
+    from pipeline.evaluation.table import DIVERSITY_COLUMNS, diversity_cells, format_table
 
     decoding = _decoding(beam, max_len, min_len, length_penalty, no_repeat_ngram, allow_unk)
-    report = evaluate_run(run, split, checkpoint, batch_size, device=device, spice=spice, decoding=decoding)
+    report = evaluate_run(run, split, checkpoint, batch_size, device=device, spice=spice, decoding=decoding,
+                          progress=True)
     typer.echo(format_table({run.name: report["scores"]}))
+    typer.echo(format_table({run.name: diversity_cells(report.get("diversity"))}, DIVERSITY_COLUMNS))
     for metric, reason in report["unavailable"].items():
         typer.echo(f"{metric} unavailable: {reason}")
     typer.echo(f"written: {run / 'eval' / (split + '.json')}")
@@ -237,7 +239,7 @@ def caption(run: Path = typer.Argument(..., help="Run folder."),
 @friendly_errors
 def compare(runs: List[Path] = typer.Argument(..., help="Evaluated run folders."), split: str = typer.Option("test"),
             markdown: Optional[Path] = typer.Option(None, help="Also write the table as Markdown to this file.")):
-    """Side-by-side table of evaluated runs: scores, parameters, training time, cache used."""
+    """Side-by-side table of evaluated runs: scores, diversity, parameters, training time, cache used."""
     from pipeline.evaluation.compare import compare_runs, format_comparison
     from pipeline.io import atomic_write_text
 
@@ -253,7 +255,7 @@ def compare(runs: List[Path] = typer.Argument(..., help="Evaluated run folders."
 def report(run: Path = typer.Argument(..., help="Evaluated run folder."), split: str = typer.Option("test"),
            out: Optional[Path] = typer.Option(None, help="HTML file (default RUN/report_<split>.html)."),
            gallery: int = typer.Option(24, help="Images in the gallery: half best, half worst by CIDEr.")):
-    """Self-contained HTML page: scores, training plots, best and worst captions with references."""
+    """Self-contained HTML page: scores, caption diversity, training plots, best and worst captions with references."""
     from pipeline.report.html import write_report
 
     typer.echo(str(write_report(run, split, out, gallery)))

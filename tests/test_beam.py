@@ -292,7 +292,7 @@ def test_bad_decoding_configs_are_one_line_errors(bad):
         DecodingConfig(**bad)
 
 
-def test_cached_image_captions_use_the_decoding_config():
+def test_cached_image_captions_use_the_decoding_config(capsys):
     class Cache:  # the two things caption_cached_images reads from a FeatureCache
         def __init__(self, feats):
             self.feats = feats
@@ -310,9 +310,11 @@ def test_cached_image_captions_use_the_decoding_config():
     dec, feats = random_decoder("transformer", end_bias=3.0), features()
     ids = [str(i) for i in range(B)]
     config = DecodingConfig.from_beam(3, max_len=MAX_LEN)
-    captions = caption_cached_images(dec, Cache(feats), ids, Words(), torch.device("cpu"), batch_size=4, decoding=config)
+    captions = caption_cached_images(dec, Cache(feats), ids, Words(), torch.device("cpu"), batch_size=4, decoding=config,
+                                     progress=True)
     expected = [" ".join(map(str, h[0].tokens)) for h in beam_search(dec, feats, beam_size=3, max_len=MAX_LEN)]
     assert [captions[i] for i in ids] == expected
+    assert f"{B}/{B}" in capsys.readouterr().err  # the progress bar counts images
 
 
 def test_eval_records_the_decoding_config(tmp_path, monkeypatch):
@@ -340,6 +342,8 @@ def test_eval_records_the_decoding_config(tmp_path, monkeypatch):
         "method": "beam", "strategy": "beam", "beam_size": 3, "max_len": 12, "min_len": 1, "allow_unk": False,
         "length_penalty": 0.0, "no_repeat_ngram": 2, "batch_size": 64}
     assert len(saved["captions"]) == 6
+    assert saved["diversity"]["captions"] == 6 and 1 <= saved["diversity"]["distinct"] <= 6
+    assert 0.0 <= saved["diversity"]["novel_share"] <= 1.0
     greedy = evaluate_run(tmp_path / "run", "test", device="cpu", max_len=5)
     assert greedy["decoding"] == {"method": "greedy", "strategy": "greedy", "max_len": 5, "min_len": 1,
                                   "allow_unk": False, "batch_size": 64}

@@ -125,8 +125,11 @@ def test_compare_table_of_evaluated_runs(runs, tmp_path):
     assert rows[0].decoding == "beam 3" and rows[1].decoding == "beam 2"
     assert all(0 <= r.scores["CIDEr"] and r.params > 1000 and r.train_seconds > 0 for r in rows)
     assert "tiny-cnn (random:0)" in rows[0].cache
+    assert all(0 < r.diversity["distinct"] <= 1 and r.diversity["vocab"] > 0 and 0 <= r.diversity["novel"] <= 1
+               for r in rows)
     table = format_comparison(rows, markdown=True)
     assert table.splitlines()[0].startswith("| model | BLEU-1") and "| att_lstm |" in table and "params" in table
+    assert "| distinct | vocab | Div-1 | Div-2 | novel |" in table.splitlines()[0]
 
 
 def test_html_report_is_self_contained_and_loads_in_headless_chromium(runs, tmp_path):
@@ -134,6 +137,7 @@ def test_html_report_is_self_contained_and_loads_in_headless_chromium(runs, tmp_
     page = write_report(runs["att_lstm"], "test", gallery=6)
     text = page.read_text()
     assert "CIDEr" in text and "<h2>Training</h2>" in text and text.count("class='card'") == 6
+    assert "<h2>Captions</h2>" in text and "<th>Div-2</th>" in text and "<th>novel</th>" in text
     sources = re.findall(r"""src=['"]([^'"]+)""", text)
     assert sources and all(s.startswith("data:image/") for s in sources)  # nothing outside the file
     assert not re.search(r"""href=['"]http""", text)

@@ -1,7 +1,8 @@
 """`capcache compare`: the seed-000 style table of several evaluated runs.
 
-Each row comes from a run folder alone: scores from eval/<split>.json, parameter count and training
-time from the last checkpoint, and which cache (encoder, weights, key) the decoder was trained on.
+Each row comes from a run folder alone: scores and diversity figures from eval/<split>.json,
+parameter count and training time from the last checkpoint, and which cache (encoder, weights,
+key) the decoder was trained on.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import CapcacheError
-from pipeline.evaluation.table import COLUMNS, format_table
+from pipeline.evaluation.table import COLUMNS, DIVERSITY_COLUMNS, diversity_cells, format_table
 from pipeline.io import read_json
 from pipeline.training.load import load_trained
 from pipeline.training.metrics_log import read_metrics
@@ -21,13 +22,14 @@ from pipeline.training.run_folder import RunFolder
 class RunRow:
     name: str
     scores: dict[str, float | None]
+    diversity: dict[str, float | int | None]  # DIVERSITY_COLUMNS -> value
     params: int  # decoder parameters (the frozen encoder is not trained, so not counted)
     train_seconds: float
     cache: str  # "<encoder> (<weights>) <key>"
     decoding: str
 
     def cells(self) -> dict[str, float | str | None]:
-        return {**self.scores, "params": f"{self.params / 1e6:.1f}M", "train time": _duration(self.train_seconds),
+        return {**self.scores, **self.diversity, "params": f"{self.params / 1e6:.1f}M", "train time": _duration(self.train_seconds),
                 "decoding": self.decoding, "cache": self.cache}
 
 
@@ -46,6 +48,7 @@ def compare_runs(run_dirs: list[str | Path], split: str = "test") -> list[RunRow
         decoding = report.get("decoding", {})
         rows.append(RunRow(
             name=run.root.name, scores={c: report["scores"].get(c) for c in COLUMNS},
+            diversity=diversity_cells(report.get("diversity")),
             params=sum(p.numel() for p in decoder.parameters()), train_seconds=epochs[-1]["seconds"] if epochs else 0.0,
             cache=f"{encoder['encoder']} ({encoder['weights']}) {cache['key']}",
             decoding=decoding_label(decoding)))
@@ -60,7 +63,8 @@ def read_eval_report(run: RunFolder, split: str) -> dict:
 
 
 def format_comparison(rows: list[RunRow], markdown: bool = False) -> str:
-    return format_table({r.name: r.cells() for r in rows}, COLUMNS + EXTRA_COLUMNS, markdown=markdown)
+    return format_table({r.name: r.cells() for r in rows}, COLUMNS + DIVERSITY_COLUMNS + EXTRA_COLUMNS,
+                        markdown=markdown)
 
 
 def decoding_label(decoding: dict) -> str:

@@ -1,5 +1,6 @@
 """`capcache eval`: decode a split with a trained run and score it; eval/<split>.json keeps the
-scores, the decoding settings and every generated caption beside its references."""
+scores, the diversity figures (against the manifest's train captions), the decoding settings and
+every generated caption beside its references."""
 
 from __future__ import annotations
 
@@ -12,16 +13,18 @@ from pipeline.data.manifest import Manifest
 from pipeline.decoding.captions import caption_cached_images
 from pipeline.decoding.config import DecodingConfig
 from pipeline.errors import CapcacheError
+from pipeline.evaluation.diversity import diversity
 from pipeline.io import atomic_write_json, read_json
 from pipeline.training.load import load_trained
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best", batch_size: int = 64,
                  max_len: int | None = None, device: str = "auto", spice: bool = False,
-                 decoding: DecodingConfig | None = None, reuse: bool = False) -> dict:
+                 decoding: DecodingConfig | None = None, reuse: bool = False, progress: bool = False) -> dict:
     """``decoding``: greedy unless given (``DecodingConfig.from_beam(5)`` is ``--beam 5``). Decoding length: the
     ``max_len`` argument, else ``decoding.max_len``, else the run's ``max_decode_len``. ``reuse`` returns the
-    split's existing report when it was made from the same checkpoint (and epoch) with the same decoding."""
+    split's existing report when it was made from the same checkpoint (and epoch) with the same decoding.
+    ``progress`` shows a bar while decoding."""
     from pipeline.evaluation.scorers import score_captions
 
     trained = load_trained(run_dir, checkpoint, device)
@@ -43,7 +46,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
             return report
     started = time.perf_counter()
     captions = caption_cached_images(trained.decoder, cache, [r.image_id for r in records], trained.vocab,
-                                     trained.device, batch_size, decoding=decoding)
+                                     trained.device, batch_size, decoding=decoding, progress=progress)
     decode_seconds = time.perf_counter() - started
     references = {r.image_id: r.captions for r in records}
     result = score_captions(captions, references, spice=spice, per_image=True)
@@ -52,6 +55,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
         "decoding": {**method, "batch_size": batch_size},
         "n_images": len(records), "decode_seconds": round(decode_seconds, 3),
         "scores": result.scores, "unavailable": result.unavailable,
+        "diversity": diversity([captions[r.image_id] for r in records],
+                               (c for r in manifest.split("train") for c in r.captions)).to_dict(),
         "captions": [{"image_id": r.image_id, "file": r.file, "caption": captions[r.image_id],
                       "references": r.captions, "scores": result.per_image.get(r.image_id, {})} for r in records],
     }

@@ -1,6 +1,7 @@
 """`capcache report RUN`: one self-contained HTML page per evaluated split.
 
-Scores, the run's training plots and a gallery of images with generated caption, references and
+Scores, how varied the captions are (distinct captions, vocabulary, Div-1/2, novel share), the
+run's training plots and a gallery of images with generated caption, references and
 per-image CIDEr (best first, then worst) are all inlined (images as data: URIs), so the file can be
 mailed, attached to a Kaggle output or opened offline with nothing broken. A tiny inline script
 counts the images that decoded and marks the page, which is what the browser test reads.
@@ -17,7 +18,7 @@ from PIL import Image
 
 from pipeline.data.manifest import Manifest
 from pipeline.evaluation.compare import decoding_label, read_eval_report
-from pipeline.evaluation.table import COLUMNS
+from pipeline.evaluation.table import COLUMNS, DIVERSITY_COLUMNS, diversity_cells, format_cell
 from pipeline.io import atomic_write_text, read_json
 from pipeline.training.config import TrainConfig
 from pipeline.training.run_folder import RunFolder
@@ -56,7 +57,9 @@ def write_report(run_dir: str | Path, split: str = "test", out: str | Path | Non
         f"({_e(cache['spec']['encoder']['weights'])}); {report['n_images']} images; decoding "
         f"{_e(decoding_label(report.get('decoding', {})))}; checkpoint {_e(report.get('checkpoint', ''))} "
         f"(epoch {report.get('epoch')})</p>",
-        _scores_table(report["scores"], report.get("unavailable", {})),
+        _table(COLUMNS, report["scores"]),
+        *(f"<p>{_e(m)} unavailable: {_e(why)}</p>" for m, why in report.get("unavailable", {}).items()),
+        _captions_section(report),
         "<h2>Training</h2><div class='plots'>" + "".join(
             f"<img alt='{_e(p.stem)}' src='{_png_uri(p)}'>" for p in _plots(run)) + "</div>",
         f"<h2>Gallery: the {min(gallery // 2, len(shown))} best and worst by CIDEr</h2><div class='gallery'>",
@@ -69,11 +72,20 @@ def write_report(run_dir: str | Path, split: str = "test", out: str | Path | Non
     return atomic_write_text(target, page)
 
 
-def _scores_table(scores: dict, unavailable: dict) -> str:
-    head = "".join(f"<th>{c}</th>" for c in COLUMNS)
-    cells = "".join(f"<td>{scores[c]:.3f}</td>" if scores.get(c) is not None else "<td>n/a</td>" for c in COLUMNS)
-    notes = "".join(f"<p>{_e(m)} unavailable: {_e(why)}</p>" for m, why in unavailable.items())
-    return f"<table><tr>{head}</tr><tr>{cells}</tr></table>{notes}"
+def _table(columns: tuple[str, ...], values: dict) -> str:
+    """One header row and one row of values: floats to 3 decimals, counts as they are, missing as n/a."""
+    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    cells = "".join(f"<td>{format_cell(values.get(c))}</td>" for c in columns)
+    return f"<table><tr>{head}</tr><tr>{cells}</tr></table>"
+
+
+def _captions_section(report: dict) -> str:
+    figures = report.get("diversity")
+    if figures is None:
+        return "<h2>Captions</h2><p>no diversity figures in this evaluation; run `capcache eval` again</p>"
+    return (f"<h2>Captions</h2><p>{figures['distinct']} distinct captions of {figures['captions']}, "
+            f"{figures['vocabulary']} different words; novel: not a training caption verbatim; Div-1 / Div-2: "
+            f"distinct unigrams / bigrams per generated word</p>{_table(DIVERSITY_COLUMNS, diversity_cells(figures))}")
 
 
 def _card(item: dict, manifest: Manifest | None) -> str:
