@@ -78,10 +78,11 @@ def import_(fmt: str = typer.Argument(..., metavar="FORMAT", help="karpathy | fl
 def extract(manifest: Path = typer.Argument(..., help="Manifest JSON."),
             encoder: str = typer.Option(..., help="Encoder name (see `capcache encoders`)."),
             weights: Optional[str] = typer.Option(None, help="Published name, local file, or random[:SEED]."),
-            grid: Optional[int] = typer.Option(None, help="Adaptive-pool the feature map to GRID x GRID."),
+            grid: Optional[int] = typer.Option(None, min=1, help="Adaptive-pool the feature map to GRID x GRID."),
             cache_dir: Path = typer.Option(Path("cache"), help="Where cache files live."),
-            batch_size: int = typer.Option(32), workers: int = typer.Option(2),
-            device: str = typer.Option("auto"), dtype: str = typer.Option("float16", help="float16 | float32")):
+            batch_size: int = typer.Option(32, min=1), workers: int = typer.Option(2, min=0),
+            device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+            dtype: str = typer.Option("float16", help="float16 | float32")):
     """Run a frozen encoder over every image once and store the features (resumable)."""
     from pipeline.data.manifest import Manifest
     from pipeline.extract import extract as run_extract
@@ -105,8 +106,8 @@ def cache_ls(cache_dir: Path = typer.Option(Path("cache"), help="Folder holding 
 
     caches, problems = list_caches(cache_dir)
     typer.echo(format_listing(caches))
-    for line in problems:
-        typer.echo(f"unreadable: {line}")
+    for line in problems:  # unreadable, being written, leftovers of killed runs
+        typer.echo(line)
 
 
 @cache_app.command("info")
@@ -120,11 +121,14 @@ def cache_info(path: Path = typer.Argument(..., help="Cache file (.h5).")):
 
 @cache_app.command("verify")
 @friendly_errors
-def cache_verify(path: Path = typer.Argument(..., help="Cache file (.h5).")):
-    """Check every row is written and finite; exit code 1 when not."""
+def cache_verify(path: Path = typer.Argument(..., help="Cache file (.h5)."),
+                 deep: bool = typer.Option(False, help="Also hash every image file again and name those that changed."),
+                 images: Optional[Path] = typer.Option(None, help="With --deep: the image folder, if it moved."),
+                 repair: bool = typer.Option(False, help="Mark damaged and changed rows pending for extract to redo.")):
+    """Check every row is written, finite and matches its checksum; exit code 1 when not."""
     from pipeline.cache.inspect import verify_cache
 
-    result = verify_cache(path)
+    result = verify_cache(path, deep=deep, images=images, repair=repair)
     typer.echo(result.summary())
     if not result.ok:
         raise typer.Exit(1)
@@ -282,6 +286,11 @@ def plot(runs: List[Path] = typer.Argument(..., help="One or more run folders.")
          out: Path = typer.Option(Path("plots"), help="Folder for the PNG files.")):
     """Overlay the training curves of several runs."""
     from pipeline.training.plots import plot_runs
+
+    for run in runs:
+        if not (run / "metrics.jsonl").is_file():
+            raise CapcacheError(f"{run} is not a capcache run folder (no metrics.jsonl); pass folders written by "
+                                "`capcache train`")
 
     for path in plot_runs({r.name: r for r in runs}, out):
         typer.echo(str(path))

@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-import pipeline.cache.writer as writer_module
+import pipeline.cache.lock as lock_module
 from pipeline.cache.inspect import verify_cache
 from pipeline.cache.key import CacheSpec
 from pipeline.cache.reader import FeatureCache
@@ -62,7 +62,7 @@ def test_resuming_an_extraction_while_something_reads_the_cache_says_what_holds_
 def test_a_file_system_without_locks_still_extracts_with_a_warning(tmp_path, monkeypatch):
     def no_locks(*args):
         raise OSError(errno.ENOLCK, "No locks available")
-    monkeypatch.setattr(writer_module.fcntl, "flock", no_locks)
+    monkeypatch.setattr(lock_module.fcntl, "lockf", no_locks)
     with pytest.warns(UserWarning, match="does not support file locks"):
         writer = CacheWriter(tmp_path / "c.h5", SPEC, IDS, 4, 8)
     with writer:

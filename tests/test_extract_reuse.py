@@ -13,6 +13,7 @@ from PIL import Image
 
 import pipeline.extract.reuse as reuse
 import pipeline.extract.runner as runner
+from pipeline.cache.contents import file_stats
 from pipeline.data.manifest import ImageRecord, Manifest
 from pipeline.extract import extract
 
@@ -53,13 +54,15 @@ def test_changed_images_or_versions_are_never_answered_from_the_report(manifest,
     first = run(manifest, tmp_path / "c")
     versions = reuse.library_versions()
     monkeypatch.setattr(reuse, "library_versions", lambda: {**versions, "capcache": "another"})
+    stats = file_stats([manifest.image_path(r) for r in manifest.images])
     assert reuse.answered(tmp_path / "c", manifest, "tiny-cnn",
-                          reuse.request_digest(manifest, "tiny-cnn", None, None, "float16")) is None
+                          reuse.request_digest(manifest, "tiny-cnn", None, None, "float16"), stats) is None
     assert run(manifest, tmp_path / "c").reused  # the full check finds the same key: reused all the same
     monkeypatch.undo()
     Image.new("RGB", (64, 64), (9, 9, 9)).save(Path(manifest.image_root) / "1.jpg")  # new content, new size
-    changed = run(manifest, tmp_path / "c")
-    assert not changed.reused and changed.path != first.path and changed.extracted == 3
+    changed = run(manifest, tmp_path / "c")  # the same cache, that one row redone
+    assert not changed.reused and changed.path == first.path and changed.extracted == 1
+    assert changed.changed == ["1.jpg"] and "1 images changed" in changed.summary()
 
 
 def test_an_unreadable_report_falls_back_to_the_full_check_and_is_rewritten(manifest, tmp_path):

@@ -343,7 +343,15 @@ def test_kaggle_malformed_row_names_file_and_line(tmp_path: Path, row: str, expe
 
 def test_kaggle_quote_swallowing_rows_is_caught(tmp_path: Path) -> None:
     path = write(tmp_path, "captions.csv", KAGGLE_TEXT + 'x3.jpg,"A dog\nx4.jpg,A cat ."\n')
-    assert "captions.csv:6: caption runs over several lines" in error_of("kaggle", path, tmp_path, "x", check_files=False)
+    assert "captions.csv:5: caption runs over several lines (to line 6)" in error_of("kaggle", path, tmp_path, "x",
+                                                                                   check_files=False)
+
+
+def test_kaggle_unbalanced_quote_is_reported_where_it_opens_not_at_the_end(tmp_path: Path) -> None:
+    rows = "".join(f"y{i}.jpg,A dog .\n" for i in range(197))
+    path = write(tmp_path, "captions.csv", 'image,caption\nx1.jpg,A dog .\nx2.jpg,A cat .\nx3.jpg,"An open quote .\n' + rows)
+    error = error_of("kaggle", path, tmp_path, "x", check_files=False)
+    assert "captions.csv:4: malformed CSV" in error and "still open at line 201" in error
 
 
 def test_kaggle_empty_caption_warned_repeats_kept_bom_tolerated(tmp_path: Path) -> None:

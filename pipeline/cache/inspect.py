@@ -1,7 +1,8 @@
 """What caches exist and whether they can be trusted: `capcache cache ls | info | verify`.
 
-Everything is read from the file itself (attributes, status column) plus the sidecar report the
-extraction writes beside it, so a cache copied to another machine still describes itself.
+Everything is read from the file itself (attributes, status column, per-row checksums and image
+digests) plus the sidecar report the extraction writes beside it, so a cache copied to another
+machine still describes itself.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pipeline.cache import hdf5
+from pipeline.cache.contents import changed_content
 from pipeline.cache.key import CacheSpec
+from pipeline.cache.lock import holder
 from pipeline.cache.sidecar import read_sidecar
+from pipeline.cache.writer import reopen_rows
 from pipeline.errors import CapcacheError
+from pipeline.io import temporaries
 
 
 @dataclass
@@ -70,19 +75,29 @@ class VerifyResult:
     pending: list[str]  # image ids never written
     bad: list[str]  # image ids whose file could not be decoded at extraction
     non_finite: list[str]  # image ids whose stored features hold NaN or inf
+    corrupt: list[str] = field(default_factory=list)  # rows whose bytes fail their checksum, as "row N (id)"
+    changed: list[str] = field(default_factory=list)  # with deep=True: image ids whose file content changed
+    repaired: bool = False  # the corrupt and changed rows were marked pending
 
     @property
     def ok(self) -> bool:
-        return not self.pending and not self.non_finite
+        return not self.pending and not self.non_finite and not self.corrupt and not self.changed
 
     def summary(self) -> str:
         verdict = "OK" if self.ok else "PROBLEMS"
         lines = [f"{verdict}: {self.rows_checked} written rows checked in {self.path.name}; "
-                 f"{len(self.pending)} pending, {len(self.non_finite)} non-finite, {len(self.bad)} bad images skipped"]
-        for label, ids in (("pending", self.pending), ("non-finite", self.non_finite), ("bad", self.bad)):
+                 f"{len(self.pending)} pending, {len(self.non_finite)} non-finite, {len(self.corrupt)} failing their "
+                 f"checksum, {len(self.changed)} changed images, {len(self.bad)} bad images skipped"]
+        for label, ids in (("pending", self.pending), ("non-finite", self.non_finite), ("checksum", self.corrupt),
+                           ("changed", self.changed), ("bad", self.bad)):
             if ids:
                 lines.append(f"  {label}: {', '.join(ids[:5])}" + (f" ... ({len(ids)} in all)" if len(ids) > 5 else ""))
-        if self.non_finite:
+        if self.repaired:
+            lines.append("  those rows are marked pending: run the same extract command again to redo them")
+        elif self.corrupt or self.changed:
+            lines.append(f"  run `capcache cache verify {self.path} --repair`, then the same extract command, "
+                         "to redo those rows")
+        elif self.non_finite:
             lines.append("  delete the cache and extract again (non-finite features mean a broken run or weights)")
         elif self.pending:
             lines.append("  run the same extract command again to finish it")
@@ -113,7 +128,8 @@ def _info(f: h5py.File, path: Path) -> CacheInfo:
 
 
 def list_caches(cache_dir: str | Path) -> tuple[list[CacheInfo], list[str]]:
-    """(readable caches, one line per file that is not) in ``cache_dir``, by name."""
+    """(readable caches, one labelled line per file that is not) in ``cache_dir``, by name: unreadable,
+    being written by a live process, or a temporary left behind by a killed one."""
     folder = Path(cache_dir)
     if not folder.is_dir():
         raise CapcacheError(f"cache folder {folder} does not exist; pass --cache-dir or run `capcache extract` first")
@@ -122,7 +138,13 @@ def list_caches(cache_dir: str | Path) -> tuple[list[CacheInfo], list[str]]:
         try:
             caches.append(cache_info(path))
         except CapcacheError as e:
-            problems.append(str(e))
+            who = holder(path)
+            problems.append(f"being written by PID {who[0]} ({who[1]}): {path.name}" if who else f"unreadable: {e}")
+    for tmp in temporaries(folder):
+        size = tmp.path.stat().st_size / 2**20 if tmp.path.exists() else 0.0
+        problems.append(f"being written by PID {tmp.pid}: {tmp.path.name} ({size:.1f} MiB)" if tmp.owner_alive else
+                        f"leftover of a killed run (PID {tmp.pid}): {tmp.path.name} ({size:.1f} MiB); "
+                        "the next extract into this folder removes it")
     return caches, problems
 
 
@@ -133,26 +155,56 @@ def format_listing(caches: list[CacheInfo]) -> str:
     return "\n".join([header, *rows]) if rows else "no caches"
 
 
-def verify_cache(path: str | Path, block_rows: int = 256, progress: bool = True) -> VerifyResult:
-    """Check every row is written and finite, reading ``block_rows`` rows at a time (bounded memory)."""
+def verify_cache(path: str | Path, block_rows: int = 256, progress: bool = True, deep: bool = False,
+                 images: str | Path | None = None, repair: bool = False) -> VerifyResult:
+    """Check every written row is finite and matches its checksum, reading ``block_rows`` rows at a
+    time (bounded memory). ``deep`` also hashes every image file again (in ``images``, by default the
+    folder it was extracted from) and names those whose content changed; ``repair`` marks the rows
+    that failed either check pending, so that the same extract command redoes them."""
     path = Path(path)
     with _open(path) as f:
         _info(f, path)  # readable, with a consistent key
         ids = hdf5.read_image_ids(f)
         status = f[hdf5.STATUS][:]
-        datasets = [f[hdf5.FEATURES]] + ([f[hdf5.POOLED]] if hdf5.POOLED in f else [])
-        non_finite: list[int] = []
         done = np.flatnonzero(status == hdf5.DONE)
-        for start in tqdm(range(0, len(status), block_rows), desc="verify", unit="block", disable=not progress):
-            block = slice(start, min(start + block_rows, len(status)))
-            finite = np.ones(block.stop - block.start, dtype=bool)
-            for data in datasets:
-                values = data[block]  # [b, L, D] or [b, E]
-                finite &= np.isfinite(values.reshape(len(values), -1)).all(axis=1)
-            rows = np.arange(block.start, block.stop)
-            non_finite += [int(r) for r in rows[~finite] if status[r] == hdf5.DONE]
+        non_finite, corrupt = _scan(f, status, block_rows, progress)
+        changed = _changed_images(f, path, done, images) if deep else np.empty(0, dtype=np.int64)
+    if repair and (len(corrupt) or len(changed)):
+        reopen_rows(path, np.union1d(corrupt, changed))
     return VerifyResult(path, len(done), [ids[r] for r in np.flatnonzero(status == hdf5.PENDING)],
-                        [ids[r] for r in np.flatnonzero(status == hdf5.BAD)], [ids[r] for r in non_finite])
+                        [ids[r] for r in np.flatnonzero(status == hdf5.BAD)], [ids[r] for r in non_finite],
+                        [f"row {r} ({ids[r]})" for r in corrupt], [ids[r] for r in changed],
+                        repaired=bool(repair and (len(corrupt) or len(changed))))
+
+
+def _scan(f: h5py.File, status: np.ndarray, block_rows: int, progress: bool) -> tuple[list[int], list[int]]:
+    """(non-finite rows, rows failing their checksum) among the DONE rows of ``f``."""
+    checksums = f[hdf5.CHECKSUMS][:] if hdf5.CHECKSUMS in f else None
+    non_finite: list[int] = []
+    corrupt: list[int] = []
+    for start in tqdm(range(0, len(status), block_rows), desc="verify", unit="block", disable=not progress):
+        block = slice(start, min(start + block_rows, len(status)))
+        features = f[hdf5.FEATURES][block]  # [b, L, D]
+        pooled = f[hdf5.POOLED][block] if hdf5.POOLED in f else None  # [b, E]
+        finite = np.isfinite(features.reshape(len(features), -1)).all(axis=1)
+        if pooled is not None:
+            finite &= np.isfinite(pooled).all(axis=1)
+        intact = hdf5.row_checksums(features, pooled) == checksums[block] if checksums is not None \
+            else np.ones_like(finite)
+        written = status[block] == hdf5.DONE
+        rows = np.arange(block.start, block.stop)
+        non_finite += rows[written & ~finite].tolist()
+        corrupt += rows[written & ~intact].tolist()
+    return non_finite, corrupt
+
+
+def _changed_images(f: h5py.File, path: Path, done: np.ndarray, images: str | Path | None) -> np.ndarray:
+    root = Path(images) if images is not None else Path(str(f.attrs.get(hdf5.ATTR_IMAGE_ROOT, "")))
+    if not root.is_dir():
+        raise CapcacheError(f"image folder {root} of {path.name} not found; pass --images with the folder it was "
+                            "extracted from")
+    files = [root / name for name in hdf5.read_strings(f, hdf5.FILES)]
+    return changed_content(files, [d.decode() for d in f[hdf5.DIGESTS][:]], done)
 
 
 def _open(path: Path) -> h5py.File:

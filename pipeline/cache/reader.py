@@ -2,6 +2,8 @@
 
 An h5py handle must not cross a fork, so each process opens the file lazily on first access
 (keyed by pid). ``in_memory=True`` reads the whole feature array once, for caches that fit in RAM.
+Every row is checked against the checksum stored when it was written, the first time a process
+reads it: a damaged row stops training with one line instead of being learned from.
 """
 
 from __future__ import annotations
@@ -41,11 +43,13 @@ class FeatureCache:
                 n, self.n_tokens, self.dim = f[hdf5.FEATURES].shape  # [N, L, D]
                 self.pooled_dim = f[hdf5.POOLED].shape[1] if hdf5.POOLED in f else None  # E
                 self._memory = f[hdf5.FEATURES][:] if in_memory else None
+                self._checksums = f[hdf5.CHECKSUMS][:] if hdf5.CHECKSUMS in f else None  # [N]; older caches: none
         except (OSError, KeyError) as e:  # opened, but not laid out as a cache (or truncated)
             raise hdf5.damaged(self.path, e) from e
         self.row_of = {image_id: row for row, image_id in enumerate(self.image_ids)}
         self._handle: h5py.File | None = None
         self._pid: int | None = None
+        self._checked = np.zeros(len(self.image_ids), dtype=bool)  # rows whose checksum this process has seen pass
 
     @property
     def key(self) -> str:
@@ -68,9 +72,18 @@ class FeatureCache:
         return rows
 
     def __getitem__(self, row: int) -> np.ndarray:  # -> [L, D]
-        if self._memory is not None:
-            return self._memory[row]
-        return self._file()[hdf5.FEATURES][row]
+        features = self._memory[row] if self._memory is not None else self._file()[hdf5.FEATURES][row]
+        if self._checksums is not None and not self._checked[row]:
+            self._check(row, features)
+        return features
+
+    def _check(self, row: int, features: np.ndarray) -> None:
+        pooled = self._file()[hdf5.POOLED][row][None] if self.pooled_dim is not None else None
+        if hdf5.row_checksums(features[None], pooled)[0] != self._checksums[row]:
+            raise CapcacheError(f"row {row} ({self.image_ids[row]}) of {self.path} fails its checksum: the file is "
+                                f"damaged; run `capcache cache verify {self.path} --repair`, then the same extract "
+                                "command, to redo the damaged rows")
+        self._checked[row] = True
 
     def pooled(self, row: int) -> np.ndarray:  # -> [E], the encoder's own image embedding (CLIP)
         if self.pooled_dim is None:

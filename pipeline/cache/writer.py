@@ -1,19 +1,20 @@
 """Creating, resuming and filling a cache file, one writer at a time.
 
 A cache is created complete but empty under a temporary name and renamed into place, then filled
-row by row. Rows whose ``status`` is not DONE are what a resumed run still has to do. A lock file
-held with ``flock`` keeps a second writer out; the OS drops it if the writer dies, so a killed
-extraction never leaves a stale lock behind.
+row by row. Rows whose ``status`` is not DONE are what a resumed run still has to do. The write
+lock (``lock``) keeps a second writer out and dies with the writer, so a killed extraction never
+leaves a stale lock behind. Creating a cache first removes the report of any earlier file of that
+name, so a report can never vouch for a file it was not written about, and deletes temporaries
+that killed runs left in the folder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
+import os
 import shutil
-import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -21,44 +22,83 @@ import h5py
 import numpy as np
 
 from pipeline.cache import hdf5
+from pipeline.cache.contents import MISSING
 from pipeline.cache.key import CacheSpec
+from pipeline.cache.lock import WriteLock
+from pipeline.cache.sidecar import sidecar_path
 from pipeline.errors import CapcacheError
-from pipeline.io import atomic_path
+from pipeline.io import atomic_path, remove_orphaned_temporaries
 from pipeline.versions import library_versions
 
 
 class CacheWriter:
-    """Open (creating if needed) the cache at ``path`` for ``spec`` and hold its write lock."""
+    """Open (creating if needed) the cache at ``path`` for ``spec`` and hold its write lock.
+
+    ``files`` (relative to ``image_root``) and ``compute`` (where the features are computed, e.g.
+    {"device": "cpu", "precision": "float32"}) are recorded when the file is created.
+    """
 
     def __init__(self, path: Path, spec: CacheSpec, image_ids: Sequence[str], n_tokens: int, dim: int,
-                 pooled_dim: int | None = None):
+                 pooled_dim: int | None = None, files: Sequence[str] | None = None, image_root: str = "",
+                 compute: dict | None = None):
         self.path = Path(path)
         self.spec = spec
-        self._lock_file = _acquire_lock(self.path)
+        with storage_errors(self.path.parent):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = WriteLock(self.path)
         try:
+            if not self.path.exists():
+                names = list(image_ids) + list(files or [])
+                needed = hdf5.estimated_bytes(len(image_ids), n_tokens, dim, pooled_dim, spec.dtype,
+                                              sum(len(s.encode()) for s in names))
+                with storage_errors(self.path, needed):
+                    remove_orphaned_temporaries(self.path.parent)
+                    _check_free_space(self.path, needed)
+                    _create(self.path, spec, image_ids, files or image_ids, image_root, compute or {},
+                            n_tokens, dim, pooled_dim)
             with storage_errors(self.path):
-                if not self.path.exists():
-                    _check_free_space(self.path, hdf5.estimated_bytes(len(image_ids), n_tokens, dim, pooled_dim, spec.dtype))
-                    _create(self.path, spec, image_ids, n_tokens, dim, pooled_dim)
                 self._file = _open_for_writing(self.path)
             _check_spec(self._file, spec, self.path)
             self._features = self._file[hdf5.FEATURES]
             self._pooled = self._file.get(hdf5.POOLED)
             self._status = self._file[hdf5.STATUS]
+            self._digests, self._stats = self._file[hdf5.DIGESTS], self._file[hdf5.STATS]
+            self._checksums = self._file[hdf5.CHECKSUMS]
         except BaseException:
-            self._lock_file.close()
+            self._lock.release()
             raise
 
     def rows_to_do(self) -> np.ndarray:
         """Row indices not yet DONE (pending, or bad last time: a fixed file gets another chance)."""
         return np.flatnonzero(self._status[:] != hdf5.DONE)
 
-    def write(self, rows: np.ndarray, features: np.ndarray, pooled: np.ndarray | None = None) -> None:
-        """Store features [b, L, D] (and pooled [b, E]) for sorted ``rows``; status is set only once the data is out."""
+    def stored_stats(self) -> np.ndarray:  # [N, 2] (size, mtime_ns) of each file when its row was written
+        return self._stats[:]
+
+    def stored_digests(self) -> list[str]:  # [N] content digest of each file when its row was written
+        return [d.decode() for d in self._digests[:]]
+
+    def refuse_mixing(self, compute: dict) -> None:
+        """Refuse to add rows computed elsewhere (fp16 on CUDA, fp32 on CPU) to rows already written."""
+        stored = json.loads(self._file.attrs.get(hdf5.ATTR_COMPUTE, "{}"))
+        if stored and stored != compute and (self._status[:] == hdf5.DONE).any():
+            raise CapcacheError(f"{self.path} was started on {_where(stored)}, this run computes on {_where(compute)}; "
+                                f"finish it with --device {stored['device']}, or delete it to start over here")
+
+    def write(self, rows: np.ndarray, features: np.ndarray, pooled: np.ndarray | None = None,
+              digests: Sequence[str] | None = None, stats: np.ndarray | None = None) -> None:
+        """Store features [b, L, D] (and pooled [b, E]) for sorted ``rows``, with their files' digests
+        and stats [b, 2]; status is set only once the data is out."""
+        features = features.astype(self._features.dtype, copy=False)
+        pooled = pooled.astype(self._pooled.dtype, copy=False) if self._pooled is not None else None
         with storage_errors(self.path):
-            self._features[rows] = features.astype(self._features.dtype, copy=False)
-            if self._pooled is not None:
-                self._pooled[rows] = pooled.astype(self._pooled.dtype, copy=False)
+            self._features[rows] = features
+            if pooled is not None:
+                self._pooled[rows] = pooled
+            if digests is not None:
+                self._digests[rows] = np.array(digests, dtype=hdf5.DIGEST_DTYPE)
+            self._stats[rows] = stats if stats is not None else MISSING
+            self._checksums[rows] = hdf5.row_checksums(features, pooled)
             self._file.flush()
             self._status[rows] = hdf5.DONE
             self._file.flush()
@@ -66,14 +106,41 @@ class CacheWriter:
     def status_array(self) -> np.ndarray:
         return self._status[:]
 
-    def mark_bad(self, rows: np.ndarray) -> None:
+    def mark_bad(self, rows: np.ndarray, stats: np.ndarray | None = None) -> None:
         with storage_errors(self.path):
+            self._stats[rows] = stats if stats is not None else MISSING
             self._status[rows] = hdf5.BAD
             self._file.flush()
 
+    def mark_pending(self, rows: np.ndarray) -> None:
+        """Rows to extract again (their image changed): pending before anything is overwritten."""
+        with storage_errors(self.path):
+            self._status[rows] = hdf5.PENDING
+            self._file.flush()
+
+    def update_stats(self, rows: np.ndarray, stats: np.ndarray) -> None:
+        """New stats [b, 2] for rows whose file moved or was touched but kept its content."""
+        with storage_errors(self.path):
+            self._stats[rows] = stats
+            self._file.flush()
+
+    def record_image_set(self, image_set: str) -> None:
+        """Record the image set (names and sizes) the rows now hold, once they are all written."""
+        stored = json.loads(self._file.attrs[hdf5.ATTR_SPEC])
+        if stored["image_set"] != image_set:
+            with storage_errors(self.path):
+                self._file.attrs[hdf5.ATTR_SPEC] = json.dumps({**stored, "image_set": image_set}, sort_keys=True)
+                self._file.flush()
+
+    def inherited_handles(self) -> tuple[tuple[int, int, int], ...]:
+        """(fd, device, inode) of the open cache file, for ``close_inherited`` in forked workers."""
+        fd = self._file.id.get_vfd_handle()
+        st = os.fstat(fd)
+        return ((fd, st.st_dev, st.st_ino),)
+
     def close(self) -> None:
         self._file.close()
-        self._lock_file.close()
+        self._lock.release()
 
     def __enter__(self) -> "CacheWriter":
         return self
@@ -82,27 +149,72 @@ class CacheWriter:
         self.close()
 
 
+def reopen_rows(path: Path, rows: np.ndarray) -> None:
+    """Mark ``rows`` pending under the write lock (`cache verify --repair`), for the next extract to redo."""
+    lock = WriteLock(path)
+    try:
+        with storage_errors(path), _open_for_writing(path) as f:
+            f[hdf5.STATUS][np.sort(rows)] = hdf5.PENDING
+    finally:
+        lock.release()
+
+
+def close_inherited(handles: tuple[tuple[int, int, int], ...], worker_id: int = 0) -> None:
+    """DataLoader ``worker_init_fn``: close the descriptors of the cache a forked worker inherited.
+
+    HDF5 locks the file with ``flock``, which a forked child shares: an orphaned worker of a writer
+    killed with -9 would keep the cache locked until it notices its parent is gone. A descriptor is
+    closed only if it still is that file (a spawned worker has other descriptors under those numbers).
+    """
+    for fd, dev, ino in handles:
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) == (dev, ino):
+                os.close(fd)
+        except OSError:
+            continue
+
+
 @contextlib.contextmanager
-def storage_errors(path: Path) -> Iterator[None]:
+def storage_errors(path: Path, needed: int = 0) -> Iterator[None]:
     """Disk full, permission denied, read-only filesystem: one line saying what to do, and since
-    finished rows are already marked DONE, the same command resumes once the cause is fixed."""
+    finished rows are already marked DONE, the same command resumes once the cause is fixed.
+
+    h5py reports a failed write as ``OSError`` or as ``RuntimeError`` (a full disk while creating
+    the file), sometimes without errno, naming the cause only in its text; both are caught here.
+    ``needed`` is what the operation needs in bytes, to say how much to free.
+    """
     try:
         yield
-    except OSError as e:
-        code = e.errno or _errno_in_message(str(e))
-        if code == errno.ENOSPC:
-            raise CapcacheError(f"disk full while writing {path}; free space (or use --cache-dir on a larger disk) "
-                                "and run the same command again to resume") from e
+    except (OSError, RuntimeError) as e:
+        code = getattr(e, "errno", None) or _errno_in_message(str(e))
+        if code in (errno.ENOSPC, errno.EDQUOT):
+            raise disk_full(path, needed) from e
         if code in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise CapcacheError(f"no permission to write {path} ({e.strerror or e}); choose a writable --cache-dir "
-                                "(on Kaggle: /kaggle/working/cache)") from e
-        raise CapcacheError(f"cannot write {path}: {e.strerror or e}; check --cache-dir, then run again to resume") from e
+            raise CapcacheError(f"no permission to write {path} ({getattr(e, 'strerror', None) or e}); choose a "
+                                "writable --cache-dir (on Kaggle: /kaggle/working/cache)") from e
+        text = getattr(e, "strerror", None) or " ".join(str(e).split())[:200]
+        raise CapcacheError(f"cannot write {path}: {text}; check --cache-dir, then run again to resume") from e
+
+
+def disk_full(path: Path, needed: int = 0) -> CapcacheError:
+    folder = path if path.is_dir() else path.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = 0
+    return CapcacheError(f"disk full at {path}; free {_size(max(needed - free, 1 << 20))} "
+                         "(or use --cache-dir on a larger disk) and re-run (it resumes)")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def _errno_in_message(message: str) -> int | None:
-    """h5py reports some OS failures as OSError without errno, naming it only in the text."""
-    for code, words in ((errno.ENOSPC, "No space left"), (errno.EACCES, "Permission denied"),
-                        (errno.EROFS, "Read-only file system")):
+    """h5py reports some OS failures without errno, naming it only in the text."""
+    for code, words in ((errno.ENOSPC, "No space left"), (errno.ENOSPC, "errno = 28"),
+                        (errno.EACCES, "Permission denied"), (errno.EROFS, "Read-only file system")):
         if words in message:
             return code
     return None
@@ -111,25 +223,8 @@ def _errno_in_message(message: str) -> int | None:
 def _check_free_space(path: Path, needed: int) -> None:
     free = shutil.disk_usage(path.parent).free
     if free < needed:
-        raise CapcacheError(f"{path.name} needs {needed / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB is free in "
-                            f"{path.parent}; free space or pass --cache-dir on a larger disk")
-
-
-def _acquire_lock(path: Path):
-    with storage_errors(path.parent):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(path.with_suffix(path.suffix + ".lock"), "a")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
-        raise CapcacheError(f"another process is writing {path}; wait for it to finish (or stop it) and run again") from None
-    except OSError as e:  # a file system without locks (some NFS and FUSE mounts): go on, unguarded
-        if e.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
-            raise
-        warnings.warn(f"{path.parent} does not support file locks; make sure no other extraction writes {path.name}",
-                      stacklevel=3)
-    return lock
+        raise CapcacheError(f"disk full at {path.parent}: {path.name} needs {_size(needed)} but only {_size(free)} is "
+                            f"free; free {_size(needed - free)} (or use --cache-dir on a larger disk) and re-run")
 
 
 def _open_for_writing(path: Path) -> h5py.File:
@@ -139,19 +234,28 @@ def _open_for_writing(path: Path) -> h5py.File:
         raise hdf5.lock_error(path, e, writing=True) or e  # the others: storage_errors says what to do
 
 
-def _create(path: Path, spec: CacheSpec, image_ids: Sequence[str], n_tokens: int, dim: int,
-            pooled_dim: int | None) -> None:
+def _create(path: Path, spec: CacheSpec, image_ids: Sequence[str], files: Sequence[str], image_root: str,
+            compute: dict, n_tokens: int, dim: int, pooled_dim: int | None) -> None:
     n = len(image_ids)
+    sidecar_path(path).unlink(missing_ok=True)  # an old file's report must not describe the new one
+    rows = (min(n, hdf5.ROW_CHUNK),)
     with atomic_path(path) as tmp, hdf5.open_file(tmp, "w") as f:
         hdf5.create_preallocated(f, hdf5.FEATURES, (n, n_tokens, dim), np.dtype(spec.dtype), (1, n_tokens, dim))
         if pooled_dim:
-            hdf5.create_preallocated(f, hdf5.POOLED, (n, pooled_dim), np.dtype(spec.dtype), (min(n, 1024), pooled_dim))
-        hdf5.create_preallocated(f, hdf5.STATUS, (n,), np.dtype(np.uint8), (min(n, 1 << 16),))
+            hdf5.create_preallocated(f, hdf5.POOLED, (n, pooled_dim), np.dtype(spec.dtype),
+                                     (min(n, hdf5.POOLED_CHUNK), pooled_dim))
+        hdf5.create_preallocated(f, hdf5.STATUS, (n,), np.dtype(np.uint8), rows)
+        hdf5.create_preallocated(f, hdf5.DIGESTS, (n,), hdf5.DIGEST_DTYPE, rows)
+        hdf5.create_preallocated(f, hdf5.STATS, (n, 2), np.dtype(np.int64), rows + (2,))
+        hdf5.create_preallocated(f, hdf5.CHECKSUMS, (n,), np.dtype(np.uint32), rows)
         f.create_dataset(hdf5.IMAGE_IDS, data=np.array(image_ids, dtype=object), dtype=h5py.string_dtype())
+        f.create_dataset(hdf5.FILES, data=np.array(files, dtype=object), dtype=h5py.string_dtype())
         f.attrs[hdf5.ATTR_SPEC] = json.dumps(spec.to_dict(), sort_keys=True)
         f.attrs[hdf5.ATTR_KEY] = spec.key
         f.attrs[hdf5.ATTR_VERSIONS] = json.dumps(library_versions(), sort_keys=True)
         f.attrs[hdf5.ATTR_FORMAT] = hdf5.FORMAT_VERSION
+        f.attrs[hdf5.ATTR_COMPUTE] = json.dumps(compute, sort_keys=True)
+        f.attrs[hdf5.ATTR_IMAGE_ROOT] = image_root
 
 
 def _check_spec(f: h5py.File, spec: CacheSpec, path: Path) -> None:
@@ -159,4 +263,10 @@ def _check_spec(f: h5py.File, spec: CacheSpec, path: Path) -> None:
     if stored.key != spec.key:
         diff = "; ".join(stored.differences(spec))
         raise CapcacheError(f"{path} was built with other settings ({diff}); delete it or use another --cache-dir")
+    if hdf5.CHECKSUMS not in f:
+        raise CapcacheError(f"{path} was written by an older capcache (format {f.attrs.get(hdf5.ATTR_FORMAT)}); "
+                            "delete it and extract again")
 
+
+def _where(compute: dict) -> str:
+    return f"{compute.get('device')} ({compute.get('precision')})"

@@ -1,8 +1,11 @@
 """Image preprocessing owned by each encoder and recorded in every cache.
 
 Features are only comparable when the pixels that produced them were prepared the same way, so
-the full recipe (resize, crop, interpolation, normalisation) is a value that goes into the cache
-key, not code hidden inside a model wrapper.
+the full recipe (orientation, resize, crop, interpolation, normalisation) is a value that goes into
+the cache key, not code hidden inside a model wrapper.
+
+Phone photos are often stored sideways with an EXIF Orientation tag that every viewer (and every
+annotator who captioned them) applies; ``exif_orientation`` applies it too, before anything else.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torchvision.transforms import v2 as T
 from torchvision.transforms import InterpolationMode
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+ORIENTATION = 0x0112  # the EXIF tag
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class Preprocessing:
     interpolation: str = "bilinear"  # "bilinear" | "bicubic" | "nearest"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    exif_orientation: bool = True  # turn photos upright as their EXIF Orientation tag says
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -33,6 +38,7 @@ class Preprocessing:
     def transform(self) -> Callable[[Image.Image], torch.Tensor]:
         """PIL image (any mode) -> float tensor [3, crop, crop]."""
         return T.Compose([
+            *([T.Lambda(upright)] if self.exif_orientation else []),
             T.Lambda(to_rgb),
             T.PILToTensor(),
             T.Resize(self.resize, interpolation=InterpolationMode(self.interpolation), antialias=True),
@@ -40,6 +46,13 @@ class Preprocessing:
             T.ToDtype(torch.float32, scale=True),
             T.Normalize(self.mean, self.std),
         ])
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """The image as viewers show it: rotated / mirrored by its EXIF Orientation (2-8); as is otherwise."""
+    if img.getexif().get(ORIENTATION, 1) == 1:
+        return img  # the common case, without the copy exif_transpose makes
+    return ImageOps.exif_transpose(img)
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

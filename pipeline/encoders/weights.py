@@ -8,13 +8,16 @@ local checkpoint; anything else is a name the encoder resolves (torchvision enum
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import torch
 
+from pipeline.digests import file_digest
 from pipeline.errors import CapcacheError
+from pipeline.io import atomic_write_json, read_json
 
 
 @dataclass(frozen=True)
@@ -38,12 +41,35 @@ class WeightsSpec:
 
     @property
     def label(self) -> str:
-        """What goes into the cache key: the file's name rather than where it happens to lie."""
+        """What goes into the cache key: the file's name and content rather than where it happens to lie
+        (checkpoints of one architecture all have the same size, so size alone tells nothing)."""
         if self.kind == "random":
             return f"random:{self.value}"
         if self.kind == "file":
-            return f"file:{Path(self.value).name}:{Path(self.value).stat().st_size}"
+            return f"file:{Path(self.value).name}:{remembered_digest(Path(self.value))}"
         return self.value
+
+
+def remembered_digest(path: Path) -> str:
+    """The content digest of a weights file, hashed once and then remembered by (path, size, mtime) in
+    ``$CAPCACHE_HOME`` (default ~/.cache/capcache), since a checkpoint can be GBs; a memo that cannot
+    be read or written only means hashing again."""
+    st = path.stat()
+    memo_path = Path(os.environ.get("CAPCACHE_HOME", "~/.cache/capcache")).expanduser() / "weights-digests.json"
+    entry = [st.st_size, st.st_mtime_ns]
+    try:
+        memo = read_json(memo_path)
+    except (OSError, ValueError):
+        memo = {}
+    known = memo.get(str(path)) if isinstance(memo, dict) else None
+    if isinstance(known, list) and known[:2] == entry:
+        return known[2]
+    digest = file_digest(path)
+    try:
+        atomic_write_json(memo_path, {**(memo if isinstance(memo, dict) else {}), str(path): [*entry, digest]})
+    except OSError:
+        pass
+    return digest
 
 
 @contextlib.contextmanager

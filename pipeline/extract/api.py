@@ -1,18 +1,26 @@
 """``extract``: what the CLI, the notebook and the demo call.
 
 It imports torch and the encoder's libraries only when there is work to do, so asking again for a
-finished cache returns in well under a second however large the backbone.
+finished cache returns in well under a second however large the backbone. Options and the image
+folder are checked first, before anything is written or built.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
+import numpy as np
+
+from pipeline.cache.contents import MISSING, file_stats
 from pipeline.data.manifest import Manifest
 from pipeline.errors import CapcacheError
 from pipeline.extract.result import ExtractResult
 from pipeline.extract.reuse import answered, request_digest
+
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+MOST_MISSING = 0.5  # refuse when more than this share of the images is not there
 
 
 def extract(manifest: Manifest, encoder: str, weights: str | None = None, grid: int | None = None,
@@ -22,15 +30,40 @@ def extract(manifest: Manifest, encoder: str, weights: str | None = None, grid: 
 
     Under ``torchrun`` every rank takes a share of the images and rank 0 writes one cache file.
     """
-    if dtype not in ("float16", "float32"):
-        raise CapcacheError(f"dtype {dtype!r} is not supported; use float16 (half the size) or float32")
+    check_options(dtype, batch_size, workers, grid, device)
+    stats = file_stats([manifest.image_path(r) for r in manifest.images])  # [N, 2] (size, mtime_ns)
+    check_images_exist(manifest, stats)
     request = request_digest(manifest, encoder, weights, grid, dtype)
     # under torchrun rank 0 alone decides (the ranks may not even share a disk), in the full check
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        reused = answered(cache_dir, manifest, encoder, request)
+        reused = answered(cache_dir, manifest, encoder, request, stats)
         if reused is not None:
             return reused
     from pipeline.extract.runner import run_extraction  # torch, the encoder's libraries
 
     return run_extraction(manifest, encoder, weights, grid, cache_dir, batch_size, workers, device, dtype, progress,
-                          request)
+                          request, stats)
+
+
+def check_options(dtype: str, batch_size: int, workers: int, grid: int | None, device: str) -> None:
+    if dtype not in ("float16", "float32"):
+        raise CapcacheError(f"dtype {dtype!r} is not supported; use float16 (half the size) or float32")
+    for name, value, least in (("batch size", batch_size, 1), ("workers", workers, 0), ("grid", grid, 1)):
+        if value is not None and value < least:
+            raise CapcacheError(f"{name} {value} is out of range; it must be at least {least}")
+    if not _DEVICE.fullmatch(device):
+        raise CapcacheError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N (or mps)")
+
+
+def check_images_exist(manifest: Manifest, stats: np.ndarray) -> None:
+    """Refuse a manifest whose image folder is gone or moved, rather than fill a cache with BAD rows."""
+    root = Path(manifest.image_root)
+    if not root.is_dir():
+        raise CapcacheError(f"image folder {root} of manifest {manifest.name!r} does not exist; put the images "
+                            "there, or import the manifest again with --images pointing at them")
+    missing = np.flatnonzero(stats[:, 0] == MISSING)
+    if len(missing) > MOST_MISSING * len(stats):
+        example = manifest.images[missing[0]].file
+        raise CapcacheError(f"{len(missing)} of {len(stats)} images of manifest {manifest.name!r} are missing from "
+                            f"{root} (e.g. {example}); is that the right folder? Import the manifest again with "
+                            "--images pointing at them")

@@ -1,11 +1,14 @@
 """Decoding image files in DataLoader workers without letting one bad file stop the run.
 
 A file that cannot be decoded yields a zero tensor and the reason; the runner marks its row BAD
-and lists it in the report, and the hours of work around it are kept.
+and lists it in the report, and the hours of work around it are kept. Extraction reads every
+byte anyway, so its items also carry the file's content digest and stats, which the cache keeps
+per row to tell later whether the image changed.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Callable
 
@@ -14,10 +17,17 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from pipeline.cache.contents import MISSING, read_with_digest
+
 
 def load_image(path: Path, transform: Callable[[Image.Image], torch.Tensor]) -> torch.Tensor:
     """The one way capcache turns an image file into encoder input (extraction and `caption` alike)."""
-    with Image.open(path) as img:
+    return decode_image(Path(path).read_bytes(), transform)
+
+
+def decode_image(data: bytes, transform: Callable[[Image.Image], torch.Tensor]) -> torch.Tensor:
+    """Image bytes -> encoder input; ``transform`` (``Preprocessing.transform``) also turns it upright."""
+    with Image.open(io.BytesIO(data)) as img:
         img.load()
         return transform(img)
 
@@ -35,8 +45,20 @@ class ImageFiles(Dataset):
         return len(self.rows)
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor, str]:
-        row = int(self.rows[i])
+        return self._item(int(self.rows[i]))[:3]
+
+    def _item(self, row: int) -> tuple[int, torch.Tensor, str, str, int, int]:
+        """(row, image, error, digest, size, mtime_ns); any read or decoder failure is data, not a crash."""
+        digest, size, mtime = "", MISSING, MISSING
         try:
-            return row, load_image(self.paths[row], self.transform), ""
-        except Exception as e:  # any decoder failure is data, not a crash
-            return row, torch.zeros(3, self.crop, self.crop), f"{type(e).__name__}: {e}".strip()
+            data, digest, (size, mtime) = read_with_digest(self.paths[row])
+            return row, decode_image(data, self.transform), "", digest, size, mtime
+        except Exception as e:
+            return row, torch.zeros(3, self.crop, self.crop), f"{type(e).__name__}: {e}".strip(), digest, size, mtime
+
+
+class HashedImageFiles(ImageFiles):
+    """Items are (row, image [3, S, S], error or "", content digest, size, mtime_ns), for extraction."""
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor, str, str, int, int]:
+        return self._item(int(self.rows[i]))

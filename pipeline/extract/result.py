@@ -20,6 +20,8 @@ class ExtractResult:
     seconds: float = 0.0
     reused: bool = False
     main_process: bool = True  # False on the other ranks of a torchrun job (they print nothing)
+    changed: list[str] = field(default_factory=list)  # image ids whose file changed since their row was written
+    notes: list[str] = field(default_factory=list)  # anything else the user should know (other caches, leftovers)
 
     @property
     def size_bytes(self) -> int:
@@ -31,9 +33,13 @@ class ExtractResult:
 
     def summary(self) -> str:
         if self.reused:
-            return f"cache is complete and matches these settings (key {self.key}); nothing to do"
-        lines = [f"images: {self.n_images}, extracted now: {self.extracted}, skipped as bad: {len(self.bad)}",
-                 f"size on disk: {self.size_bytes / 2**20:.1f} MiB, speed: {self.images_per_s:.1f} images/s"]
+            return "\n".join([*self.notes, f"cache is complete and matches these settings (key {self.key}); nothing to do"])
+        lines = [*self.notes]
+        if self.changed:
+            lines.append(f"{len(self.changed)} images changed since they were extracted, their rows were redone: "
+                         + ", ".join(self.changed[:5]) + (" ..." if len(self.changed) > 5 else ""))
+        lines += [f"images: {self.n_images}, extracted now: {self.extracted}, skipped as bad: {len(self.bad)}",
+                  f"size on disk: {self.size_bytes / 2**20:.1f} MiB, speed: {self.images_per_s:.1f} images/s"]
         lines += [f"  bad: {b['file']}: {b['error']}" for b in self.bad[:10]]
         if len(self.bad) > 10:
             lines.append(f"  ... and {len(self.bad) - 10} more, listed in {sidecar_path(self.path)}")

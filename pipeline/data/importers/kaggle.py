@@ -40,15 +40,21 @@ def import_kaggle(path: Path, options: ImportOptions) -> Parsed:
 
 
 def _read_rows(path: Path) -> Intake:
+    """Rows with the line each *starts* on: a quote left open swallows the lines after it, and the
+    line to fix is where it opens, not where the reader gives up (often the end of the file)."""
     intake = Intake(path)
     reader = csv.reader(io.StringIO(read_text(path), newline=""), strict=True)
+    start = 1  # the line the row being read starts on
     try:
         _check_header(next(reader, None), path, reader.line_num)
+        start = reader.line_num + 1
         for row in reader:
             if row:
-                _add_row(intake, row, reader.line_num)
+                _add_row(intake, row, start, reader.line_num)
+            start = reader.line_num + 1
     except csv.Error as e:
-        raise DataError(f"malformed CSV ({e})", path, reader.line_num) from e
+        where = "" if reader.line_num == start else f"; a quote opened here is still open at line {reader.line_num}"
+        raise DataError(f"malformed CSV ({e}{where})", path, start) from e
     return intake
 
 
@@ -59,10 +65,11 @@ def _check_header(header: list[str] | None, path: Path, number: int) -> None:
         raise DataError(f"expected header 'image,caption', got {','.join(header)[:60]!r}", path, number)
 
 
-def _add_row(intake: Intake, row: list[str], number: int) -> None:
+def _add_row(intake: Intake, row: list[str], number: int, last: int) -> None:
     if len(row) != 2:
         raise DataError(f"expected 2 fields (image,caption), got {len(row)}; quote captions that contain commas",
                         intake.path, number)
     if "\n" in row[1]:
-        raise DataError("caption runs over several lines; look for an unbalanced quote above", intake.path, number)
+        raise DataError(f"caption runs over several lines (to line {last}): the quote that opens here is unbalanced",
+                        intake.path, number)
     intake.add_file_caption(row[0].strip(), row[1], number)
