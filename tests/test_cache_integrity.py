@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+import pipeline.cache.writer as writer_module
 import pipeline.extract.runner as runner
 from cli import app
 from pipeline.cache import hdf5
@@ -294,3 +295,64 @@ def test_adding_an_image_says_which_old_cache_is_left(manifest, tmp_path):
     bigger = Manifest("six", manifest.image_root, manifest.images + [ImageRecord("6.bmp", "6.bmp", "train", ["x"])])
     result = run(bigger, tmp_path / "c")
     assert result.path != first.path and f"{first.path.name} (6 images)" in result.summary()
+
+
+@pytest.fixture()
+def small_disk(tmp_path: Path):
+    """A 512 KiB file system (tmpfs; needs root), grown with ``grow()`` once the test has filled it."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+
+    def grow() -> None:
+        subprocess.run(["mount", "-o", "remount,size=16m", str(mount)], check=True)
+    try:
+        yield mount, grow
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_while_hdf5_creates_the_file_is_one_line(manifest, small_disk, monkeypatch):
+    disk, _ = small_disk
+    monkeypatch.setattr(writer_module, "_check_free_space", lambda *a: None)  # let h5py itself meet the full disk
+    with pytest.raises(CapcacheError, match=r"^disk full at .*; free [\d.]+ MiB .*and re-run \(it resumes\)$"):
+        many = [ImageRecord(f"{i}", f"{i % 6}.bmp", "train", ["x"]) for i in range(120)]
+        run(Manifest("many", manifest.image_root, many), disk)  # ~1 MiB of features
+    assert not list(disk.glob("*.h5")) and not list(disk.glob(".*.tmp"))
+
+
+def test_the_user_path_end_to_end(manifest, tmp_path, small_disk, monkeypatch):
+    """Build, delete only the .h5, re-extract and interrupt, re-run, replace an image, flip a byte, fill a disk."""
+    first = run(manifest, tmp_path / "c")
+    reference = features(first.path)
+    first.path.unlink()
+    interrupted(manifest, tmp_path / "c", monkeypatch)
+    resumed = run(manifest, tmp_path / "c")
+    assert not resumed.reused and "nothing to do" not in resumed.summary() and 0 < resumed.extracted < 6
+    np.testing.assert_array_equal(features(resumed.path), reference)
+
+    bmp(Path(manifest.image_root) / "5.bmp", 55)  # another image, the same size
+    replaced = run(manifest, tmp_path / "c")
+    assert (replaced.extracted, replaced.changed) == (1, ["5.bmp"])
+    np.testing.assert_array_equal(features(replaced.path)[:5], reference[:5])
+
+    with h5py.File(replaced.path, "r+") as f:
+        row = f[hdf5.FEATURES][2]
+        row.view(np.uint8).reshape(-1)[7] ^= 0x01
+        f[hdf5.FEATURES][2] = row
+    verify = cli.invoke(app, ["cache", "verify", str(replaced.path)])
+    assert verify.exit_code == 1 and "row 2 (2.bmp)" in verify.output
+
+    disk, grow = small_disk
+    path = manifest.save(tmp_path / "m.json")
+    command = [sys.executable, "cli.py", "extract", str(path), "--encoder", "tiny-cnn", "--cache-dir", str(disk),
+               "--workers", "0"]
+    full = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    lines = full.stderr.strip().splitlines()
+    assert full.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: disk full at "), full.stderr
+    assert "and re-run" in lines[0]
+    grow()
+    again = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert again.returncode == 0 and "extracted now: 6" in again.stdout

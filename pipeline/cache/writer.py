@@ -180,19 +180,21 @@ def storage_errors(path: Path, needed: int = 0) -> Iterator[None]:
     """Disk full, permission denied, read-only filesystem: one line saying what to do, and since
     finished rows are already marked DONE, the same command resumes once the cause is fixed.
 
-    h5py reports a failed write as ``OSError`` or as ``RuntimeError`` (a full disk while creating
-    the file), sometimes without errno, naming the cause only in its text; both are caught here.
+    h5py reports a failed write as ``OSError``, ``RuntimeError`` or even ``ValueError`` (a full disk
+    while creating the file), often without errno, naming the cause only in its text.
     ``needed`` is what the operation needs in bytes, to say how much to free.
     """
     try:
         yield
-    except (OSError, RuntimeError) as e:
+    except (OSError, RuntimeError, ValueError) as e:
         code = getattr(e, "errno", None) or _errno_in_message(str(e))
         if code in (errno.ENOSPC, errno.EDQUOT):
             raise disk_full(path, needed) from e
         if code in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise CapcacheError(f"no permission to write {path} ({getattr(e, 'strerror', None) or e}); choose a "
                                 "writable --cache-dir (on Kaggle: /kaggle/working/cache)") from e
+        if isinstance(e, ValueError):  # not a storage failure
+            raise
         text = getattr(e, "strerror", None) or " ".join(str(e).split())[:200]
         raise CapcacheError(f"cannot write {path}: {text}; check --cache-dir, then run again to resume") from e
 
