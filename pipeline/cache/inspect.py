@@ -41,6 +41,7 @@ class CacheInfo:
     size_bytes: int
     versions: dict = field(default_factory=dict)
     spec: dict = field(default_factory=dict)
+    compute: dict = field(default_factory=dict)  # where the features were computed: device, precision
 
     @property
     def n_pending(self) -> int:
@@ -63,6 +64,7 @@ class CacheInfo:
             f"rows:        {self.n_done} done, {self.n_bad} bad, {self.n_pending} pending"
             + (" (complete)" if self.complete else " (incomplete: run the same extract again to finish)"),
             f"size:        {self.size_bytes / 2**20:.1f} MiB",
+            f"computed on: {self.compute.get('device', '?')} ({self.compute.get('precision', '?')})",
             f"built with:  {', '.join(f'{k} {v}' for k, v in sorted(self.versions.items()))}",
         ]
         return "\n".join(lines)
@@ -121,7 +123,8 @@ def _info(f: h5py.File, path: Path) -> CacheInfo:
         n_images=len(status), n_done=int((status == hdf5.DONE).sum()), n_bad=int((status == hdf5.BAD).sum()),
         shape=tuple(features.shape[1:]), pooled_dim=f[hdf5.POOLED].shape[1] if hdf5.POOLED in f else None,
         dtype=str(features.dtype), size_bytes=path.stat().st_size,
-        versions=json.loads(f.attrs[hdf5.ATTR_VERSIONS]), spec=spec)
+        versions=json.loads(f.attrs[hdf5.ATTR_VERSIONS]), spec=spec,
+        compute=json.loads(f.attrs.get(hdf5.ATTR_COMPUTE, "{}")))
     if CacheSpec.from_dict(spec).key != info.key:
         raise CapcacheError(f"{path} has a key that does not match its own settings (edited or damaged); extract again")
     return info
