@@ -56,15 +56,16 @@ class Collective:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def any(self, flag: bool, device: torch.device) -> bool:
-        """True on every rank when ``flag`` is True on any, so that all ranks stop at the same step
-        (a rank that stopped alone would leave the others waiting in their next all-reduce).
+    def all_sum(self, values: list[float], device: torch.device) -> list[float]:
+        """The element-wise sum of ``values`` over all ranks, on every rank (one all-reduce: token
+        counts that weight the loss, and a non-finite flag so that all ranks stop at the same step;
+        a rank that stopped alone would leave the others waiting in their next all-reduce).
         ``device``: where the backend exchanges tensors (the rank's GPU for NCCL, CPU for gloo)."""
         if self.world == 1:
-            return flag
-        box = torch.tensor([float(flag)], device=device)
-        dist.all_reduce(box, op=dist.ReduceOp.MAX)
-        return bool(box.item())
+            return list(values)
+        box = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(box, op=dist.ReduceOp.SUM)
+        return box.tolist()
 
     def gather(self, obj: Any) -> list[Any] | None:
         """Every rank's ``obj`` (in rank order) on rank 0; None elsewhere."""

@@ -40,7 +40,7 @@ def _config(tiny_set, *extra: str):
 def test_run_folder_holds_everything_to_reproduce(tiny_set, tmp_path):
     result = loop.train(_config(tiny_set), tmp_path / "run", progress=False)
     run = tmp_path / "run"
-    assert result.epochs == 3 and result.steps == 3 * 19  # 60 images x 5 captions / 16 per batch
+    assert result.epochs == 3 and result.steps == 3 * 20  # 60 images, 5 captions each: 3 images (15 captions) a batch
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["hidden_dim"] == 48 and config["data"]["cache"] == str(tiny_set[1])
     assert json.loads((run / "cache.json").read_text())["key"] in tiny_set[1].name
@@ -94,7 +94,7 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(tiny_set, strai
 
 
 def test_a_run_killed_within_an_epoch_resumes_from_its_last_step_checkpoint(tiny_set, straight, tmp_path, monkeypatch):
-    every = "checkpoint_every=5"  # 19 steps per epoch: checkpoints at steps 5, 10, 15, 20, 25, ...
+    every = "checkpoint_every=5"  # 20 steps per epoch: checkpoints at steps 5, 10, 15, (20: epoch end), 25, ...
     real_loss, trained = loop.caption_loss, []
 
     def counted(*args, stop_at: int | None = None):
@@ -108,13 +108,13 @@ def test_a_run_killed_within_an_epoch_resumes_from_its_last_step_checkpoint(tiny
     with pytest.raises(KeyboardInterrupt):
         loop.train(_config(tiny_set, every), tmp_path / "resumed", progress=False)
     kept = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=False)["progress"]
-    assert (kept["step"], kept["epoch"], kept["batch_in_epoch"]) == (25, 1, 6)  # 6 batches into epoch 2
+    assert (kept["step"], kept["epoch"], kept["batch_in_epoch"]) == (25, 1, 5)  # 5 batches into epoch 2
 
     trained.clear()
     monkeypatch.setattr(loop, "caption_loss", counted)
     torch.manual_seed(1234)  # a resumed process starts with other RNG state; the checkpoint must restore it
     result = loop.train(None, tmp_path / "resumed", resume=True, progress=False)
-    assert result.steps == 57 and len(trained) == 57 - 25  # only the steps after the checkpoint are trained
+    assert result.steps == 60 and len(trained) == 60 - 25  # only the steps after the checkpoint are trained
     a = torch.load(straight / "checkpoints/last.pt", weights_only=False)["model"]
     b = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=False)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -126,12 +126,12 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tiny_
     real_loss, calls = loop.caption_loss, []
 
     def loss_goes_nan_at_step_25(*args):
-        loss, ce = real_loss(*args)
+        terms = real_loss(*args)
         if torch.is_grad_enabled():  # a training step, not validation
             calls.append(1)
             if len(calls) == 25:
-                return loss * float("nan"), ce
-        return loss, ce
+                terms.objective = terms.objective * float("nan")
+        return terms
 
     monkeypatch.setattr(loop, "caption_loss", loss_goes_nan_at_step_25)
     with pytest.raises(CapcacheError, match=r"loss became nan at step 25 \(epoch 2\).*epoch 1"):
@@ -194,7 +194,7 @@ def test_torchrun_two_processes_train_one_run_with_the_global_batch(tiny_set, tm
                           "--manifest", str(manifest), "--cache", str(cache), *sets],
                          cwd=repo, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.count("trained 3 epochs, 57 steps") == 1  # same steps as one process; rank 0 reports
+    assert run.stdout.count("trained 3 epochs, 60 steps") == 1  # same steps as one process; rank 0 reports
     epochs = [r for r in read_metrics(tmp_path / "ddp/metrics.jsonl") if r["kind"] == "epoch"]
     assert [r["processes"] for r in epochs] == [2, 2, 2] and epochs[-1]["train_loss"] < epochs[0]["train_loss"]
     steps = [r["step"] for r in read_metrics(tmp_path / "ddp/metrics.jsonl") if r["kind"] == "step"]
@@ -211,12 +211,12 @@ from pipeline.training.config import resolve_config
 
 real, calls = loop.caption_loss, []
 def nan_on_rank_1(*args):  # only rank 1 sees the bad batch, at its 5th step
-    loss, ce = real(*args)
+    terms = real(*args)
     if torch.is_grad_enabled() and os.environ["RANK"] == "1":
         calls.append(1)
         if len(calls) == 5:
-            return loss * float("nan"), ce
-    return loss, ce
+            terms.objective = terms.objective * float("nan")
+    return terms
 loop.caption_loss = nan_on_rank_1
 try:
     loop.train(resolve_config("demo", None, sys.argv[2:]), sys.argv[1], progress=False)
@@ -239,3 +239,15 @@ def test_torchrun_ranks_stop_together_when_one_sees_a_nan_loss(tiny_set, tmp_pat
     rank0, rank1 = ((tmp_path / f"ddp.rank{r}.txt").read_text() for r in (0, 1))
     assert rank0.startswith("loss became non-finite in another process at step 5 (epoch 1)")
     assert rank1.startswith("loss became nan at step 5 (epoch 1)")
+
+
+def test_logs_the_rate_each_step_used_and_keeps_the_best_by_the_metric_asked_for(tiny_set, tmp_path):
+    config = _config(tiny_set, "epochs=2", "log_every=1", "optim.warmup_steps=4", "val_metric=ROUGE-L")
+    result = loop.train(config, tmp_path / "run", progress=False)
+    records = read_metrics(tmp_path / "run/metrics.jsonl")
+    rates = [r["learning_rate"] for r in records if r["kind"] == "step"][:4]
+    assert rates == pytest.approx([config.optim.lr * k / 4 for k in (1, 2, 3, 4)])  # warm-up as the steps saw it
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert all("val_ROUGE-L" in r for r in epochs)  # computed, not replaced by the loss
+    best = max(epochs, key=lambda r: r["val_ROUGE-L"])
+    assert (result.best_metric, result.best_epoch) == (best["val_ROUGE-L"], best["epoch"])

@@ -3,6 +3,11 @@
 Training calls ``forward`` (teacher forcing, all steps at once where the model allows); greedy
 and beam search call ``init_state`` once and ``step`` per token. A state is a dict of tensors
 with the batch (or beam) dimension first, so search code can reorder it generically.
+
+Training batches are grouped by image: ``forward`` gets one feature row per image and
+``image_index`` [B] naming each caption's image, so a decoder does its per-image work (grid
+encoder, attention keys, memory) once per image and only then expands it to the captions, with
+the same ``select_state`` that beam search uses to reorder beams.
 """
 
 from __future__ import annotations
@@ -10,7 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from pipeline.data.vocab import END_ID, PAD_ID
 
 State = dict[str, torch.Tensor]  # every tensor: [B, ...]
 
@@ -25,8 +33,10 @@ class DecoderOutput:
 class CaptionDecoder(nn.Module):
     vocab_size: int
 
-    def forward(self, features: torch.Tensor, tokens: torch.Tensor, teacher_forcing: float = 1.0) -> DecoderOutput:
-        """features [B, L, D], tokens [B, T] (input tokens, starting with <start>) -> logits [B, T, V]."""
+    def forward(self, features: torch.Tensor, tokens: torch.Tensor, teacher_forcing: float = 1.0,
+                image_index: torch.Tensor | None = None) -> DecoderOutput:
+        """features [K, L, D], tokens [B, T] (input tokens, starting with <start>), image_index [B]
+        (each caption's feature row; None: K == B, one row per caption) -> logits [B, T, V]."""
         raise NotImplementedError
 
     def init_state(self, features: torch.Tensor) -> State:
@@ -42,9 +52,9 @@ class CaptionDecoder(nn.Module):
         return output.logits.new_zeros(())
 
 
-def select_state(state: State, index: torch.Tensor) -> State:
-    """Pick (and repeat) batch rows of every state tensor: index [B'] -> state with batch B'."""
-    return {k: v.index_select(0, index) for k, v in state.items()}
+def select_state(state: State, index: torch.Tensor | None) -> State:
+    """Pick (and repeat) batch rows of every state tensor: index [B'] -> state with batch B' (None: as is)."""
+    return state if index is None else {k: v.index_select(0, index) for k, v in state.items()}
 
 
 class RecurrentDecoder(CaptionDecoder):
@@ -52,24 +62,41 @@ class RecurrentDecoder(CaptionDecoder):
 
     With probability 1 - teacher_forcing a position is fed the model's own previous prediction
     instead of the reference word (seed 001 trains with 70 % teacher forcing).
+
+    Captions are sorted longest first and step t runs only the captions still going (Show, Attend
+    and Tell's ``decode_lengths``, as in sgrvinod's implementation): captions of a batch differ
+    twofold in length, so this skips about half of the recurrent work, and the padded positions,
+    whose targets the loss ignores, get zero logits and zero attention.
     """
 
-    def forward(self, features: torch.Tensor, tokens: torch.Tensor, teacher_forcing: float = 1.0) -> DecoderOutput:
-        state = self.init_state(features)
-        steps, attention = [], []
-        prev = tokens[:, 0]  # [B]
-        for t in range(tokens.size(1)):
-            if t > 0:
-                prev = tokens[:, t]
-                if teacher_forcing < 1.0:
-                    own = steps[-1].argmax(-1)  # [B]
-                    use_own = torch.rand(prev.shape, device=prev.device) >= teacher_forcing
-                    prev = torch.where(use_own, own, prev)
-            logits, state = self.step_logits(state, prev)  # [B, V]
-            steps.append(logits)
+    def forward(self, features: torch.Tensor, tokens: torch.Tensor, teacher_forcing: float = 1.0,
+                image_index: torch.Tensor | None = None) -> DecoderOutput:
+        batch, steps = tokens.shape  # [B, T]
+        lengths = ((tokens != PAD_ID) & (tokens != END_ID)).sum(1)  # [B] inputs with a target after them
+        lengths, order = lengths.sort(descending=True)
+        tokens = tokens.index_select(0, order)
+        rows = order if image_index is None else image_index.index_select(0, order)  # [B] feature row per caption
+        state = select_state(self.init_state(features), rows)
+        active = (lengths.unsqueeze(0) > torch.arange(steps, device=tokens.device).unsqueeze(1)).sum(1).tolist()  # [T]
+        logits, attention, own = [], [], None
+        for t, n in enumerate(active):
+            if n == 0:
+                break
+            state = {k: v[:n] for k, v in state.items()}  # the n longest captions are still going
+            prev = tokens[:n, t]  # [n]
+            if t > 0 and teacher_forcing < 1.0:
+                use_own = torch.rand(prev.shape, device=prev.device) >= teacher_forcing
+                prev = torch.where(use_own, own[:n], prev)
+            step_logits, state = self.step_logits(state, prev)  # [n, V]
+            own = step_logits.argmax(-1)
+            logits.append(F.pad(step_logits, (0, 0, 0, batch - n)))  # [B, V]
             if "alpha" in state:
-                attention.append(state["alpha"])
-        return DecoderOutput(torch.stack(steps, 1), torch.stack(attention, 1) if attention else None)
+                attention.append(F.pad(state["alpha"], (0, 0, 0, batch - n)))  # [B, L]
+        pad = steps - len(logits)  # trailing steps no caption reaches
+        unsort = order.argsort()
+        out = F.pad(torch.stack(logits, 1), (0, 0, 0, pad)).index_select(0, unsort)  # [B, T, V]
+        alphas = F.pad(torch.stack(attention, 1), (0, 0, 0, pad)).index_select(0, unsort) if attention else None
+        return DecoderOutput(out, alphas)
 
     def step(self, state: State, tokens: torch.Tensor) -> tuple[torch.Tensor, State]:
         logits, state = self.step_logits(state, tokens)

@@ -29,6 +29,10 @@ class TransformerCaptioner(CaptionDecoder):
         self.grid = GridEncoder(config, feature_dim, n_tokens)
         self.memory_proj = nn.Linear(self.grid.out_dim, d) if self.grid.out_dim != d else nn.Identity()
         self.embedding = nn.Embedding(vocab_size, d)
+        # Vaswani et al. scale embeddings by sqrt(d) because they start small (fairseq: std d^-0.5);
+        # PyTorch's N(0, 1) would make them sqrt(d) times larger than the positions and, tied, the
+        # first logits' std ~sqrt(d) (initial cross-entropy ~500 instead of ln V)
+        nn.init.normal_(self.embedding.weight, std=d ** -0.5)
         self.register_buffer("positions", _sinusoids(MAX_POSITIONS, d), persistent=False)  # [P, d]
         layer = nn.TransformerDecoderLayer(d, config.heads, config.ff_dim, config.dropout, batch_first=True, norm_first=True)
         self.decoder = nn.TransformerDecoder(layer, config.num_layers)
@@ -42,8 +46,12 @@ class TransformerCaptioner(CaptionDecoder):
     def memory(self, features: torch.Tensor) -> torch.Tensor:  # [B, L, D] -> [B, L, d]
         return self.memory_proj(self.grid(features))
 
-    def forward(self, features: torch.Tensor, tokens: torch.Tensor, teacher_forcing: float = 1.0) -> DecoderOutput:
-        return DecoderOutput(self._logits(self.memory(features), tokens))
+    def forward(self, features: torch.Tensor, tokens: torch.Tensor, teacher_forcing: float = 1.0,
+                image_index: torch.Tensor | None = None) -> DecoderOutput:
+        memory = self.memory(features)  # [K, L, d], once per image
+        if image_index is not None:
+            memory = memory.index_select(0, image_index)  # [B, L, d]
+        return DecoderOutput(self._logits(memory, tokens))
 
     def init_state(self, features: torch.Tensor) -> State:
         memory = self.memory(features)

@@ -1,8 +1,8 @@
 """Stage two: fit a caption decoder on cached features.
 
-One epoch = the sampled (image, caption) pairs of the train split; after each epoch: validation
-loss, greedy-decoded validation metrics, LR schedule, checkpoints (last, and best by
-``val_metric``), plots and the early-stopping check. ``checkpoint_every`` also saves "last" within
+One epoch = the sampled (image, caption) pairs of the train split, in batches grouped by image
+(``data.group_by_image``); after each epoch: validation loss, greedy-decoded validation metrics,
+LR schedule, checkpoints (last, and best by ``val_metric``), plots and the early-stopping check. ``checkpoint_every`` also saves "last" within
 an epoch. Resuming restores everything saved at the last checkpoint (model, optimiser, schedule,
 RNG states, position in the epoch), so an interrupted-and-resumed run ends with the same weights.
 """
@@ -18,7 +18,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -37,7 +36,7 @@ from pipeline.errors import CapcacheError
 from pipeline.io import atomic_write_json, read_json
 from pipeline.training.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from pipeline.training.config import TrainConfig
-from pipeline.training.data import CaptionPairs, collate
+from pipeline.training.data import Batch, CaptionGroups, collate, items_per_batch
 from pipeline.training.metrics_log import MetricsLog
 from pipeline.training.plots import plot_runs
 from pipeline.training.run_folder import RunFolder
@@ -105,9 +104,10 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, co
     decoder = decoder.to(device)
     model = DistributedDataParallel(decoder, device_ids=[device.index] if device.type == "cuda" else None) \
         if comm.world > 1 else decoder  # what the training step calls; `decoder` is the plain module
-    train_set = CaptionPairs(cache, train_records, vocab, config.data.max_words)
-    val_set = CaptionPairs(cache, val_records, vocab, config.data.max_words) if val_records else None
-    steps_per_epoch = math.ceil(_pairs_per_epoch(train_set, config) / config.batch_size)
+    train_set = CaptionGroups(cache, train_records, vocab, config.data.max_words)
+    val_set = CaptionGroups(cache, val_records, vocab, config.data.max_words) if val_records else None
+    batch_items = _items_per_batch(train_set, config)
+    steps_per_epoch = math.ceil(len(train_set) / batch_items)
     optimizer = build_optimizer(decoder.parameters(), config.optim)
     schedule = Schedule(optimizer, config.optim, total_steps=steps_per_epoch * config.epochs)
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
@@ -139,9 +139,11 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, co
             _save(run.checkpoint(which), decoder, optimizer, schedule, scaler, state, vocab, config)
 
     state.finished = state.finished or state.epoch >= config.epochs
+    if not val_records and config.val_metric != "loss" and progress:
+        tqdm.write(f"no val split: the best checkpoint follows the train loss, not {config.val_metric}")
     while not state.finished:
-        train_set.set_epoch(state.epoch, config.seed, config.data.captions_per_image)
-        train_loss = _train_epoch(model, train_set, optimizer, schedule, scaler, config, device, state,
+        train_set.set_epoch(state.epoch, config.seed, config.data.captions_per_image, config.data.group_by_image)
+        train_loss = _train_epoch(model, train_set, batch_items, optimizer, schedule, scaler, config, device, state,
                                   steps_per_epoch, log, progress, comm, save)
         started = time.perf_counter()  # validation time (_train_epoch counts its own)
         val_loss, scores = None, {}
@@ -156,7 +158,8 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, co
             log.write({"kind": "epoch", "epoch": state.epoch, "step": state.step, "train_loss": train_loss,
                        "val_loss": val_loss, **{f"val_{k}": v for k, v in scores.items()}, "seconds": state.seconds,
                        "processes": comm.world})
-        watched = scores.get(config.val_metric, -val_loss if val_loss is not None else -train_loss)
+        watched = scores[config.val_metric] if config.val_metric in scores else \
+            -(val_loss if val_loss is not None else train_loss)  # "loss", or no val split
         if state.best is None or watched > state.best:
             state.best, state.best_epoch, state.epochs_without_gain = watched, state.epoch, 0
             save("best")
@@ -171,23 +174,82 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, co
                        state.epoch < config.epochs, comm.is_main)
 
 
-def caption_loss(model: CaptionDecoder | DistributedDataParallel, feats: torch.Tensor, tokens: torch.Tensor,
-                 teacher_forcing: float, label_smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """-> (loss to optimise, plain masked cross-entropy). tokens [B, T] = <start> w1 .. wn <end> <pad>..."""
-    inputs, targets = tokens[:, :-1], tokens[:, 1:]  # [B, T-1] each
-    out = model(feats, inputs, teacher_forcing)  # logits [B, T-1, V]
+@dataclass
+class LossTerms:
+    """Sums over one process's share of a batch; ``scaled`` turns them into the loss to optimise."""
+    objective: torch.Tensor  # training objective (label-smoothed when asked) summed over real tokens
+    regularization: torch.Tensor  # the decoder's extra term, a mean over this share's captions
+    nll: torch.Tensor  # plain cross-entropy summed over real tokens: what train_loss and val_loss report
+    tokens: int  # real target tokens
+    captions: int
+
+    def scaled(self, tokens: float, captions: float) -> torch.Tensor:
+        """Objective per token and regularisation per caption, over ``tokens`` / ``captions``."""
+        return self.objective / tokens + self.regularization * (self.captions / captions)
+
+
+def caption_loss(model: CaptionDecoder | DistributedDataParallel, batch: Batch, teacher_forcing: float,
+                 label_smoothing: float) -> LossTerms:
+    """batch.tokens [B, T] = <start> w1 .. wn <end> <pad>...; features one row per image."""
+    inputs, targets = batch.tokens[:, :-1], batch.tokens[:, 1:]  # [B, T-1] each
+    out = model(batch.features, inputs, teacher_forcing, batch.image_index)  # logits [B, T-1, V]
     decoder = getattr(model, "module", model)  # DDP wraps the decoder
-    ce = F.cross_entropy(out.logits.reshape(-1, out.logits.size(-1)).float(), targets.reshape(-1),
-                         ignore_index=PAD_ID, label_smoothing=label_smoothing)
-    return ce + decoder.regularization(out, targets != PAD_ID), ce
+    mask = targets != PAD_ID  # [B, T-1]
+    log_probs = out.logits.float().log_softmax(-1)[mask]  # [N, V] real tokens only
+    nll = -log_probs.gather(1, targets[mask].unsqueeze(1)).sum()
+    # PyTorch's label smoothing: (1 - eps) * nll + eps * mean over the vocabulary of -log p
+    objective = nll if not label_smoothing else (1 - label_smoothing) * nll - label_smoothing * log_probs.mean(-1).sum()
+    return LossTerms(objective, decoder.regularization(out, mask), nll.detach(), int(mask.sum()), inputs.size(0))
 
 
-def _train_epoch(model, train_set, optimizer, schedule, scaler, config: TrainConfig, device, state: _Progress,
-                 steps_per_epoch: int, log: MetricsLog | None, progress: bool, comm: Collective,
+def training_loss(model, batch: Batch, config: TrainConfig, comm: Collective, device) -> tuple[torch.Tensor, float, bool]:
+    """-> (loss to back-propagate, plain cross-entropy per token of this share, non-finite here).
+
+    Every rank divides by the token and caption counts of the whole global batch, times the world
+    size that DDP's gradient mean divides by again, so N processes give exactly the gradient one
+    process computes on the same global batch, however unevenly its tokens fall between ranks.
+    Raises when the loss is not finite on any rank, on every rank at the same step.
+    """
+    terms = caption_loss(model, batch, config.teacher_forcing, config.optim.label_smoothing)
+    value = terms.objective.item() + terms.regularization.item()
+    here = not math.isfinite(value)
+    tokens, captions, bad = comm.all_sum([terms.tokens, terms.captions, float(here)], device)
+    if bad:
+        raise NonFiniteLoss(value if here else "non-finite in another process")
+    return terms.scaled(tokens / comm.world, captions / comm.world), terms.nll.item() / max(terms.tokens, 1), here
+
+
+class NonFiniteLoss(Exception):
+    pass
+
+
+def optimizer_step(model, loss: torch.Tensor, optimizer, scaler, schedule: Schedule, grad_clip: float) -> tuple[float, bool]:
+    """Backward, clip and step -> (gradient norm, whether the step was taken).
+
+    With mixed precision the scaler skips a step whose gradients overflowed (and lowers its
+    scale); the learning-rate schedule then must not advance either, or warm-up and decay would
+    run ahead of the optimiser.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    limit = grad_clip if grad_clip > 0 else float("inf")
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), limit).item()
+    scale = scaler.get_scale() if scaler.is_enabled() else None
+    scaler.step(optimizer)
+    scaler.update()
+    taken = scale is None or scaler.get_scale() >= scale  # the scale only drops on a skipped step
+    if taken:
+        schedule.after_batch()
+    return grad_norm, taken
+
+
+def _train_epoch(model, train_set, batch_items: int, optimizer, schedule, scaler, config: TrainConfig, device,
+                 state: _Progress, steps_per_epoch: int, log: MetricsLog | None, progress: bool, comm: Collective,
                  save: Callable[[str], None]) -> float:
     """Train the rest of the epoch (all of it unless resumed within it) -> its mean train loss."""
     model.train()
-    batches = ShardedBatches(len(train_set), config.batch_size, comm.rank, comm.world, skip=state.batch_in_epoch)
+    batches = ShardedBatches(len(train_set), batch_items, comm.rank, comm.world, skip=state.batch_in_epoch)
     # a generator of its own: the loader's worker seed would otherwise be drawn from the global RNG,
     # which a run resumed mid-epoch restores to where it was after that draw
     loader = DataLoader(train_set, batch_sampler=batches, collate_fn=collate, num_workers=config.data.workers,
@@ -198,32 +260,23 @@ def _train_epoch(model, train_set, optimizer, schedule, scaler, config: TrainCon
     autocast = torch.autocast("cuda", dtype=torch.float16, enabled=scaler.is_enabled())
     bar = tqdm(loader, desc=f"epoch {state.epoch + 1}/{config.epochs}", unit="batch", disable=not progress,
                leave=False, initial=count, total=steps_per_epoch)
-    for feats, tokens in bar:
-        feats, tokens = feats.to(device, non_blocking=True), tokens.to(device, non_blocking=True)
-        with autocast:
-            loss, ce = caption_loss(model, feats, tokens, config.teacher_forcing, config.optim.label_smoothing)
-        value = loss.item()
-        if comm.any(not math.isfinite(value), device):  # every rank stops at this step
-            what = value if not math.isfinite(value) else "non-finite in another process"
+    for batch in bar:
+        batch = batch.to(device)
+        try:
+            with autocast:
+                loss, batch_loss, _ = training_loss(model, batch, config, comm, device)
+        except NonFiniteLoss as e:
             raise CapcacheError(
-                f"loss became {what} at step {state.step + 1} (epoch {state.epoch + 1}); training stopped, "
-                f"the last good checkpoint is kept ({saved}); lower optim.lr or set optim.grad_clip")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        limit = config.optim.grad_clip if config.optim.grad_clip > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), limit).item()
-        scaler.step(optimizer)
-        scaler.update()
-        schedule.after_batch()
+                f"loss became {e} at step {state.step + 1} (epoch {state.epoch + 1}); training stopped, "
+                f"the last good checkpoint is kept ({saved}); lower optim.lr or set optim.grad_clip") from None
+        learning_rate = optimizer.param_groups[0]["lr"]  # the rate this step uses (the schedule moves on below)
+        grad_norm, _ = optimizer_step(model, loss, optimizer, scaler, schedule, config.optim.grad_clip)
         state.step += 1
-        batch_loss = ce.item()  # one device sync for the sum, the bar and the log
         total, count = total + batch_loss, count + 1
         bar.set_postfix(loss=f"{batch_loss:.3f}")
         if log and (state.step % config.log_every == 0 or count == steps_per_epoch):
             log.write({"kind": "step", "step": state.step, "epoch": state.epoch + count / steps_per_epoch,
-                       "batch_train_loss": batch_loss, "learning_rate": optimizer.param_groups[0]["lr"],
-                       "grad_norm": grad_norm})
+                       "batch_train_loss": batch_loss, "learning_rate": learning_rate, "grad_norm": grad_norm})
         if config.checkpoint_every and state.step % config.checkpoint_every == 0 and count < steps_per_epoch:
             state.batch_in_epoch, state.epoch_loss = count, total
             now = time.perf_counter()
@@ -236,16 +289,16 @@ def _train_epoch(model, train_set, optimizer, schedule, scaler, config: TrainCon
 
 
 @torch.inference_mode()
-def _validation_loss(decoder, val_set: CaptionPairs, config: TrainConfig, device) -> float:
+def _validation_loss(decoder, val_set: CaptionGroups, config: TrainConfig, device) -> float:
+    """Plain cross-entropy per token over every val caption (no label smoothing, as train_loss)."""
     decoder.eval()
-    val_set.set_epoch(0, config.seed, 0)  # every caption, fixed order
-    loader = DataLoader(val_set, batch_size=config.batch_size, collate_fn=collate, num_workers=config.data.workers)
+    val_set.set_epoch(0, config.seed, 0)  # every caption, fixed order, grouped by image
+    loader = DataLoader(val_set, batch_size=items_per_batch(config.batch_size, val_set.captions_per_item()), collate_fn=collate,
+                        num_workers=config.data.workers)
     total, tokens_seen = 0.0, 0
-    for feats, tokens in loader:
-        feats, tokens = feats.to(device), tokens.to(device)
-        _, ce = caption_loss(decoder, feats, tokens, 1.0, 0.0)
-        n = int((tokens[:, 1:] != PAD_ID).sum())
-        total, tokens_seen = total + ce.item() * n, tokens_seen + n
+    for batch in loader:
+        terms = caption_loss(decoder, batch.to(device), 1.0, 0.0)
+        total, tokens_seen = total + terms.nll.item(), tokens_seen + terms.tokens
     return total / max(tokens_seen, 1)
 
 
@@ -255,7 +308,8 @@ def _validation_scores(decoder, cache, records, vocab, config: TrainConfig, devi
     records = records[: config.val_max_images]
     captions = caption_cached_images(decoder, cache, [r.image_id for r in records], vocab, device,
                                      config.batch_size, config.max_decode_len)
-    result = score_captions(captions, {r.image_id: r.captions for r in records}, metrics=("BLEU-4", "CIDEr"))
+    wanted = {"BLEU-4", "CIDEr"} | ({config.val_metric} - {"loss"})
+    result = score_captions(captions, {r.image_id: r.captions for r in records}, metrics=tuple(sorted(wanted)))
     return dict(result.scores)
 
 
@@ -270,18 +324,21 @@ def _mean(values: list[float] | None) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _pairs_per_epoch(pairs: CaptionPairs, config: TrainConfig) -> int:
+def _items_per_batch(items: CaptionGroups, config: TrainConfig) -> int:
+    """Images (grouped) or pairs (flat) per batch, so that a batch holds about ``batch_size`` captions."""
     k = config.data.captions_per_image
-    return sum(len(c) if k <= 0 else min(k, len(c)) for c in pairs.captions)
+    per_image = sum(len(c) if k <= 0 else min(k, len(c)) for c in items.captions) / max(len(items.captions), 1)
+    return items_per_batch(config.batch_size, per_image if config.data.group_by_image else 1.0)
 
 
 def _load_or_check_config(config: TrainConfig | None, run: RunFolder, resume: bool) -> TrainConfig:
     if resume:
         if not run.config.is_file():
             raise CapcacheError(f"{run.root} is not a capcache run (no config.json); train it first without --resume")
-        return TrainConfig.from_dict(read_json(run.config))
+        return TrainConfig.from_dict(read_json(run.config)).check()
     if config is None:
         raise CapcacheError("no training config given")
+    config.check()
     if run.checkpoint("last").exists():
         raise CapcacheError(f"{run.root} already holds a trained run; continue it with --resume or choose another --out")
     for field, value in (("data.manifest", config.data.manifest), ("data.cache", config.data.cache)):
