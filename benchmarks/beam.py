@@ -30,11 +30,12 @@ import torch
 from pipeline.data.synthetic.config import GRID, SyntheticConfig
 from pipeline.data.synthetic.generate import captions_for, scene_for
 from pipeline.data.synthetic.scene import COLOURS, SHAPES, SIZES
-from pipeline.data.vocab import PAD_ID, Vocabulary
+from pipeline.data.vocab import Vocabulary
 from pipeline.decoders import build_decoder
 from pipeline.decoders.base import CaptionDecoder
 from pipeline.decoding import DecodingConfig, beam_search, decode
 from pipeline.training.config import PRESETS, resolve_config
+from pipeline.training.data import collate
 from pipeline.training.loop import caption_loss
 
 CELLS, DIM = 6, 128  # the tiny-cnn cache's grid: 6 x 6 cells of 128 channels
@@ -70,14 +71,11 @@ def trained_decoder(steps: int, batch_size: int = 64, seed: int = 0) -> tuple[Ca
     decoder.train()
     rng = np.random.default_rng(seed)
     for _ in range(steps):
-        batch = [pairs[j] for j in rng.choice(len(pairs), batch_size, replace=False)]
-        length = max(len(t) for _, t in batch)
-        tokens = torch.full((batch_size, length), PAD_ID, dtype=torch.long)
-        for row, (_, t) in enumerate(batch):
-            tokens[row, :len(t)] = torch.tensor(t)
-        loss, _ = caption_loss(decoder, feats[[i for i, _ in batch]], tokens, 1.0, 0.0)
+        chosen = [pairs[j] for j in rng.choice(len(pairs), batch_size, replace=False)]
+        batch = collate([(feats[i].numpy(), [t]) for i, t in chosen])  # features [B, 36, 128], one row a caption
+        terms = caption_loss(decoder, batch, 1.0, 0.0)
         optimizer.zero_grad()
-        loss.backward()
+        terms.scaled(terms.tokens, terms.captions).backward()
         torch.nn.utils.clip_grad_norm_(decoder.parameters(), 5.0)
         optimizer.step()
     return decoder.eval(), vocab, config.max_decode_len
