@@ -116,26 +116,15 @@ def test_kill_9_with_decoding_workers_then_an_immediate_rerun_resumes(many_photo
         done_when_killed = _wait_for_progress(proc, at_least=40, total=N_ROWS)
         os.kill(proc.pid, signal.SIGKILL)  # the extraction process itself; its worker lives on for a while
         proc.wait()
-        orphans = _group_members(proc.pid)
         resumed = extract(Manifest.load(many_photos), "tiny-cnn", cache_dir=tmp_path / "killed", batch_size=4,
                           workers=1, progress=False)  # at once, while the orphan still lingers
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # the orphaned worker, if it still lingers
-    assert orphans  # the situation of the issue: the killed writer's worker was still there
+    # The killed writer's worker usually still lingers here (up to DataLoader's 5 s watchdog period: the issue's
+    # situation); on a loaded machine it can be gone already, and the resume must work at once either way
     assert 0 < resumed.extracted < N_ROWS - done_when_killed + 50
     assert verify_cache(resumed.path, progress=False).ok
-
-
-def _group_members(group: int) -> list[int]:
-    """Live processes of a process group (Linux /proc)."""
-    members = []
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            fields = stat_file.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == group and fields[0] != "Z":
-                members.append(int(stat_file.parent.name))
-    return members
 
 
 def test_torchrun_two_processes_build_one_cache_equal_to_a_single_process(many_photos, uninterrupted, tmp_path):
