@@ -25,7 +25,7 @@ from pipeline.training.config import resolve_config
 
 SMALL = ["decoder=att_lstm", "model.embed_dim=128", "model.hidden_dim=256", "model.attention_dim=128",
          "model.dropout=0.2", "model.feature_norm=layernorm", "data.encoder=efficientnet_lite0", "data.min_freq=2",
-         "data.captions_per_image=0", "epochs=8", "batch_size=20", "optim.lr=3e-3", "optim.schedule=cosine",
+         "data.captions_per_image=0", "epochs=5", "batch_size=10", "optim.lr=3e-3", "optim.schedule=cosine",
          "optim.warmup_steps=10", "val_max_images=4", "log_every=50", "checkpoint_every=0"]
 
 
@@ -62,7 +62,7 @@ def test_a_decoder_trained_on_real_features_describes_real_photos(sample_cache, 
 
     before, _ = cider(untrained)
     after, captions = cider(trained)
-    assert after > 0.5 and after > 10 * max(before, 0.01), (before, after)
+    assert after > 0.5 and after > 10 * max(before, 0.01), (before, after)  # seen: 0.005 -> 0.747
     words = [w for c in captions.values() for w in c.split()]
     assert words and all(w in vocab.words for w in words) and "<unk>" not in words
     assert len(set(words)) >= 15 and len(set(captions.values())) >= 10  # not one caption for every photo
