@@ -52,9 +52,9 @@ class CaptionDecoder(nn.Module):
         return output.logits.new_zeros(())
 
 
-def select_state(state: State, index: torch.Tensor | None) -> State:
-    """Pick (and repeat) batch rows of every state tensor: index [B'] -> state with batch B' (None: as is)."""
-    return state if index is None else {k: v.index_select(0, index) for k, v in state.items()}
+def select_state(state: State, index: torch.Tensor) -> State:
+    """Pick (and repeat) batch rows of every state tensor: index [B'] -> state with batch B'."""
+    return {k: v.index_select(0, index) for k, v in state.items()}
 
 
 class RecurrentDecoder(CaptionDecoder):

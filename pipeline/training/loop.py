@@ -202,8 +202,8 @@ def caption_loss(model: CaptionDecoder | DistributedDataParallel, batch: Batch, 
     return LossTerms(objective, decoder.regularization(out, mask), nll.detach(), int(mask.sum()), inputs.size(0))
 
 
-def training_loss(model, batch: Batch, config: TrainConfig, comm: Collective, device) -> tuple[torch.Tensor, float, bool]:
-    """-> (loss to back-propagate, plain cross-entropy per token of this share, non-finite here).
+def training_loss(model, batch: Batch, config: TrainConfig, comm: Collective, device) -> tuple[torch.Tensor, float]:
+    """-> (loss to back-propagate, plain cross-entropy per token of this share).
 
     Every rank divides by the token and caption counts of the whole global batch, times the world
     size that DDP's gradient mean divides by again, so N processes give exactly the gradient one
@@ -211,12 +211,13 @@ def training_loss(model, batch: Batch, config: TrainConfig, comm: Collective, de
     Raises when the loss is not finite on any rank, on every rank at the same step.
     """
     terms = caption_loss(model, batch, config.teacher_forcing, config.optim.label_smoothing)
-    value = terms.objective.item() + terms.regularization.item()
+    # one device sync for the finiteness check and the logged loss
+    value, nll = torch.stack([(terms.objective + terms.regularization).detach(), terms.nll]).tolist()
     here = not math.isfinite(value)
     tokens, captions, bad = comm.all_sum([terms.tokens, terms.captions, float(here)], device)
     if bad:
         raise NonFiniteLoss(value if here else "non-finite in another process")
-    return terms.scaled(tokens / comm.world, captions / comm.world), terms.nll.item() / max(terms.tokens, 1), here
+    return terms.scaled(tokens / comm.world, captions / comm.world), nll / max(terms.tokens, 1)
 
 
 class NonFiniteLoss(Exception):
@@ -264,7 +265,7 @@ def _train_epoch(model, train_set, batch_items: int, optimizer, schedule, scaler
         batch = batch.to(device)
         try:
             with autocast:
-                loss, batch_loss, _ = training_loss(model, batch, config, comm, device)
+                loss, batch_loss = training_loss(model, batch, config, comm, device)
         except NonFiniteLoss as e:
             raise CapcacheError(
                 f"loss became {e} at step {state.step + 1} (epoch {state.epoch + 1}); training stopped, "
