@@ -103,6 +103,35 @@ class CacheWriter:
             self._status[rows] = hdf5.DONE
             self._file.flush()
 
+    def copy_rows_from(self, source: Path, block: int = 256) -> int:
+        """Fill pending rows from ``source``, a cache of the same settings over other images; returns
+        how many were copied.
+
+        A row is copied when its image id and file match a DONE row of ``source`` whose checksum
+        still holds. Its file digest and stats come with it, so the change check that follows
+        treats it like a row written here: a file edited since is hashed and redone.
+        """
+        ids, files = _names(self._file)
+        with hdf5.open_for_reading(source) as f:
+            their_ids, their_files = _names(f)
+            done = f[hdf5.STATUS][:] == hdf5.DONE
+            there = {(i, name): r for r, (i, name) in enumerate(zip(their_ids, their_files)) if done[r]}
+            pairs = sorted((there[(ids[r], files[r])], int(r)) for r in self.rows_to_do() if (ids[r], files[r]) in there)
+            pooled_ds = f.get(hdf5.POOLED)
+            copied = 0
+            for start in range(0, len(pairs), block):
+                src, dst = map(np.array, zip(*pairs[start:start + block]))  # src increasing, dst any order
+                features = f[hdf5.FEATURES][src]  # [b, L, D]
+                pooled = pooled_ds[src] if pooled_ds is not None else None  # [b, E]
+                intact = hdf5.row_checksums(features, pooled) == f[hdf5.CHECKSUMS][src]  # [b]
+                order = np.argsort(dst)
+                order = order[intact[order]]  # h5py writes rows in increasing order
+                digests = [d.decode() for d in f[hdf5.DIGESTS][src][order]]
+                self.write(dst[order], features[order], pooled[order] if pooled is not None else None,
+                           digests, f[hdf5.STATS][src][order])
+                copied += len(order)
+        return copied
+
     def status_array(self) -> np.ndarray:
         return self._status[:]
 
@@ -258,6 +287,11 @@ def _create(path: Path, spec: CacheSpec, image_ids: Sequence[str], files: Sequen
         f.attrs[hdf5.ATTR_FORMAT] = hdf5.FORMAT_VERSION
         f.attrs[hdf5.ATTR_COMPUTE] = json.dumps(compute, sort_keys=True)
         f.attrs[hdf5.ATTR_IMAGE_ROOT] = image_root
+
+
+def _names(f: h5py.File) -> tuple[list[str], list[str]]:
+    """([N] image ids, [N] files) of an open cache."""
+    return list(f[hdf5.IMAGE_IDS].asstr()[:]), list(f[hdf5.FILES].asstr()[:])
 
 
 def _check_spec(f: h5py.File, spec: CacheSpec, path: Path) -> None:

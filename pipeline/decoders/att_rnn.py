@@ -43,7 +43,7 @@ class AttentionRNN(RecurrentDecoder):
             state["c"] = torch.tanh(self.init_c(mean))
         return state
 
-    def step_logits(self, state: State, tokens: torch.Tensor) -> tuple[torch.Tensor, State]:
+    def step_hidden(self, state: State, tokens: torch.Tensor) -> tuple[torch.Tensor, State]:
         emb = self.embedding(tokens)  # [B, E]
         context, alpha = self.attention(state["feats"], state["projected"], state["h"])  # [B, d], [B, L]
         context = torch.sigmoid(self.gate(state["h"])) * context  # gating scalar per channel, [B, d]
@@ -53,7 +53,7 @@ class AttentionRNN(RecurrentDecoder):
             new["h"], new["c"] = self.cell(x, (state["h"], state["c"]))
         else:
             new["h"] = self.cell(x, state["h"])
-        return self.out(self.dropout(new["h"])), new  # [B, V]
+        return new["h"], new  # [B, H]
 
     def regularization(self, output: DecoderOutput, mask: torch.Tensor) -> torch.Tensor:
         if not self.attention_reg or output.attention is None:

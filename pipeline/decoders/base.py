@@ -78,29 +78,40 @@ class RecurrentDecoder(CaptionDecoder):
         rows = order if image_index is None else image_index.index_select(0, order)  # [B] feature row per caption
         state = select_state(self.init_state(features), rows)
         active = (lengths.unsqueeze(0) > torch.arange(steps, device=tokens.device).unsqueeze(1)).sum(1).tolist()  # [T]
-        logits, attention, own = [], [], None
+        sampled = teacher_forcing < 1.0
+        hidden, attention, own = [], [], None
         for t, n in enumerate(active):
             if n == 0:
                 break
             state = {k: v[:n] for k, v in state.items()}  # the n longest captions are still going
             prev = tokens[:n, t]  # [n]
-            if t > 0 and teacher_forcing < 1.0:
+            if t > 0 and sampled:
                 use_own = torch.rand(prev.shape, device=prev.device) >= teacher_forcing
                 prev = torch.where(use_own, own[:n], prev)
-            step_logits, state = self.step_logits(state, prev)  # [n, V]
-            own = step_logits.argmax(-1)
-            logits.append(F.pad(step_logits, (0, 0, 0, batch - n)))  # [B, V]
+            step_hidden, state = self.step_hidden(state, prev)  # [n, H]
+            if sampled:  # the next step feeds on this step's prediction
+                own = self.output(step_hidden).argmax(-1)
+            hidden.append(F.pad(step_hidden, (0, 0, 0, batch - n)))  # [B, H]
             if "alpha" in state:
                 attention.append(F.pad(state["alpha"], (0, 0, 0, batch - n)))  # [B, L]
-        pad = steps - len(logits)  # trailing steps no caption reaches
+        pad = steps - len(hidden)  # trailing steps no caption reaches
         unsort = order.argsort()
-        out = F.pad(torch.stack(logits, 1), (0, 0, 0, pad)).index_select(0, unsort)  # [B, T, V]
+        # one output projection for all steps: a [B*T, H] x [H, V] product instead of T small ones
+        # (the largest matmul of the step, so batching it is most of the recurrent speed-up on CPU)
+        running = lengths.unsqueeze(1) > torch.arange(len(hidden), device=tokens.device)  # [B, T'] (sorted)
+        out = self.output(torch.stack(hidden, 1)) * running.unsqueeze(-1)  # [B, T', V], zero where padded
+        out = F.pad(out, (0, 0, 0, pad)).index_select(0, unsort)  # [B, T, V]
         alphas = F.pad(torch.stack(attention, 1), (0, 0, 0, pad)).index_select(0, unsort) if attention else None
         return DecoderOutput(out, alphas)
 
     def step(self, state: State, tokens: torch.Tensor) -> tuple[torch.Tensor, State]:
-        logits, state = self.step_logits(state, tokens)
-        return logits.log_softmax(-1), state
+        hidden, state = self.step_hidden(state, tokens)
+        return self.output(hidden).log_softmax(-1), state
 
-    def step_logits(self, state: State, tokens: torch.Tensor) -> tuple[torch.Tensor, State]:
+    def output(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden [..., H] -> logits [..., V] (dropout, then the output layer ``self.out``)."""
+        return self.out(self.dropout(hidden))
+
+    def step_hidden(self, state: State, tokens: torch.Tensor) -> tuple[torch.Tensor, State]:
+        """tokens [B] -> (the top hidden state [B, H] the output layer reads, next state)."""
         raise NotImplementedError

@@ -6,6 +6,7 @@ from typing import Callable
 
 from pipeline.decoders.base import CaptionDecoder
 from pipeline.decoders.config import DecoderConfig
+from pipeline.decoders.dropout import use_fast_dropout
 from pipeline.errors import CapcacheError
 
 # name -> builder(config, feature_dim, n_tokens, vocab_size)
@@ -28,4 +29,4 @@ def available_decoders() -> list[str]:
 def build_decoder(name: str, config: DecoderConfig, feature_dim: int, n_tokens: int, vocab_size: int) -> CaptionDecoder:
     if name not in _BUILDERS:
         raise CapcacheError(f"unknown decoder {name!r}; available: {', '.join(available_decoders())}")
-    return _BUILDERS[name](config, feature_dim, n_tokens, vocab_size)
+    return use_fast_dropout(_BUILDERS[name](config, feature_dim, n_tokens, vocab_size))

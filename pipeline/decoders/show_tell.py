@@ -35,7 +35,7 @@ class ShowTell(RecurrentDecoder):
             state["c"] = torch.tanh(self.init_c(image)).view(batch, self.layers, -1)
         return state
 
-    def step_logits(self, state: State, tokens: torch.Tensor) -> tuple[torch.Tensor, State]:
+    def step_hidden(self, state: State, tokens: torch.Tensor) -> tuple[torch.Tensor, State]:
         emb = self.embedding(tokens).unsqueeze(1)  # [B, 1, E]
         h = state["h"].transpose(0, 1).contiguous()  # [layers, B, H], as nn.LSTM wants it
         if self.cell_type == "lstm":
@@ -44,7 +44,7 @@ class ShowTell(RecurrentDecoder):
         else:
             out, h = self.rnn(emb, h)
             new = {"h": h.transpose(0, 1)}
-        return self.out(self.dropout(out.squeeze(1))), new  # [B, V]
+        return out.squeeze(1), new  # [B, H]
 
 
 @register("show_tell")

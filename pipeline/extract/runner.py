@@ -34,7 +34,7 @@ from pipeline.extract.background import BackgroundWriter
 from pipeline.extract.images import HashedImageFiles
 from pipeline.extract.result import ExtractResult, cache_path_for
 from pipeline.extract.reuse import record_request, reused_result
-from pipeline.extract.siblings import sibling_note
+from pipeline.extract.siblings import extend_from_siblings
 from pipeline.io import atomic_write_json
 
 
@@ -87,12 +87,13 @@ def _extract(comm: Collective, manifest: Manifest, model: FrozenEncoder, cache_d
     n_tokens, dim = _output_shape(model, dev)
     ids = [r.image_id for r in manifest.images]
     files = [manifest.image_path(r) for r in manifest.images]
-    notes = [sibling_note(path, spec)] if comm.is_main and not path.exists() else []
+    created = not path.exists()
     start = time.perf_counter()
     writer = CacheWriter(path, spec, ids, n_tokens, dim, model.pooled_dim, files=[r.file for r in manifest.images],
                          image_root=os.path.abspath(manifest.image_root), compute=compute_of(dev)) \
         if comm.is_main else None
     try:
+        notes = [extend_from_siblings(writer, spec, compute_of(dev), created)] if writer else []
         todo, changed = comm.broadcast(_rows_to_do(writer, files, stats, compute_of(dev)) if writer else None)
         if writer and progress:
             size = hdf5.estimated_bytes(len(ids), n_tokens, dim, model.pooled_dim, dtype)
