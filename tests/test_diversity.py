@@ -34,3 +34,11 @@ def test_table_cells_and_old_reports():
     assert set(diversity_cells(None).values()) == {None}  # written before eval measured diversity
     table = format_table({"run": cells}, DIVERSITY_COLUMNS)
     assert table.splitlines()[0].split() == ["model", *DIVERSITY_COLUMNS] and "0.750" in table
+
+
+def test_novelty_compares_in_the_models_tokenizer_style():
+    from pipeline.evaluation.diversity import diversity as figures
+    training = ["A man's dog runs."]
+    assert figures(["a man 's dog runs"], training, "ptb").novel_share == 0.0  # what a ptb model writes
+    assert figures(["a mans dog runs"], training).novel_share == 0.0  # what a karpathy model writes
+    assert figures(["a man 's dog runs"], training).novel_share == 1.0  # the styles must not be mixed

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from pipeline.data.text import tokenize
+from pipeline.data.text import tokenizer
 from pipeline.errors import CapcacheError
 from pipeline.io import atomic_write_json, read_json
 
@@ -25,29 +25,32 @@ PAD_ID, START_ID, END_ID, UNK_ID = range(4)
 class Vocabulary:
     words: list[str]  # index -> word; words[:4] == SPECIALS
     min_freq: int
+    tokenizer: str = "karpathy"  # pipeline.data.text style the words were split by, and captions are
 
     def __post_init__(self) -> None:
         if tuple(self.words[:4]) != SPECIALS:
             raise CapcacheError(f"vocabulary must start with {SPECIALS}; rebuild it with the current capcache")
         self._index = {w: i for i, w in enumerate(self.words)}
+        self._split = tokenizer(self.tokenizer)
 
     def __len__(self) -> int:
         return len(self.words)
 
     @classmethod
-    def build(cls, captions: Iterable[str], min_freq: int = 5) -> "Vocabulary":
+    def build(cls, captions: Iterable[str], min_freq: int = 5, style: str = "karpathy") -> "Vocabulary":
         """Keep words seen at least ``min_freq`` times; rarer ones become <unk>."""
-        counts = Counter(tok for cap in captions for tok in tokenize(cap))
+        split = tokenizer(style)
+        counts = Counter(tok for cap in captions for tok in split(cap))
         kept = sorted((w for w, c in counts.items() if c >= min_freq and w not in SPECIALS),
                       key=lambda w: (-counts[w], w))
         if not kept:
             raise CapcacheError(
                 f"empty vocabulary: no word occurs {min_freq}+ times in the train captions; lower --min-freq or check the manifest")
-        return cls(list(SPECIALS) + kept, min_freq)
+        return cls(list(SPECIALS) + kept, min_freq, style)
 
     def encode(self, caption: str, max_len: int | None = None) -> list[int]:
         """<start> w1 .. wn <end>, with at most ``max_len`` words (the end token is always kept)."""
-        ids = [self._index.get(w, UNK_ID) for w in tokenize(caption)]
+        ids = [self._index.get(w, UNK_ID) for w in self._split(caption)]
         if max_len is not None:
             ids = ids[:max_len]
         return [START_ID, *ids, END_ID]
@@ -65,9 +68,9 @@ class Vocabulary:
         return " ".join(out)
 
     def save(self, path: str | os.PathLike) -> None:
-        atomic_write_json(path, {"min_freq": self.min_freq, "words": self.words})
+        atomic_write_json(path, {"min_freq": self.min_freq, "tokenizer": self.tokenizer, "words": self.words})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Vocabulary":
         d = read_json(path)
-        return cls(d["words"], d["min_freq"])
+        return cls(d["words"], d["min_freq"], d.get("tokenizer", "karpathy"))  # older runs: karpathy

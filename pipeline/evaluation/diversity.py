@@ -8,9 +8,9 @@ reports beside the scores (the definitions of Shetty et al. 2017 and Aneja et al
 * Div-1 / Div-2: distinct unigrams / distinct bigrams (within captions) over all generated words;
 * novel share: captions that are not a training caption verbatim.
 
-Captions are compared as the vocabulary sees them (``pipeline.data.text.tokenize``: lower case,
-punctuation dropped), so a generated caption equals a training caption exactly when the decoder
-could have copied it word for word. Pure functions on strings: callers read the files.
+Captions are compared as the model's vocabulary sees them (``pipeline.data.text``, in the run's
+tokenizer style), so a generated caption equals a training caption exactly when the decoder could
+have copied it word for word. Pure functions on strings: callers read the files.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
-from pipeline.data.text import tokenize
+from pipeline.data.text import tokenizer
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,13 @@ class Diversity:
         return asdict(self)
 
 
-def diversity(captions: Sequence[str], training_captions: Iterable[str]) -> Diversity:
-    """One figure set for generated ``captions`` (one per image) against the training split's captions."""
-    seqs = [tuple(tokenize(c)) for c in captions]
-    seen = {tuple(tokenize(c)) for c in training_captions}
+def diversity(captions: Sequence[str], training_captions: Iterable[str], style: str = "karpathy") -> Diversity:
+    """One figure set for generated ``captions`` (one per image) against the training split's captions,
+    both split by the tokenizer ``style`` the model's vocabulary was built with (a "ptb" model writes
+    "man 's", which must meet the training caption "man's" as the same words)."""
+    split = tokenizer(style)
+    seqs = [tuple(split(c)) for c in captions]
+    seen = {tuple(split(c)) for c in training_captions}
     words = sum(len(s) for s in seqs)
     unigrams = {w for s in seqs for w in s}
     bigrams = {pair for s in seqs for pair in zip(s, s[1:])}

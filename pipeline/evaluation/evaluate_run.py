@@ -56,7 +56,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
         "n_images": len(records), "decode_seconds": round(decode_seconds, 3),
         "scores": result.scores, "unavailable": result.unavailable,
         "diversity": diversity([captions[r.image_id] for r in records],
-                               (c for r in manifest.split("train") for c in r.captions)).to_dict(),
+                               (c for r in manifest.split("train") for c in r.captions),
+                               trained.vocab.tokenizer).to_dict(),
         "captions": [{"image_id": r.image_id, "file": r.file, "caption": captions[r.image_id],
                       "references": r.captions, "scores": result.per_image.get(r.image_id, {})} for r in records],
     }

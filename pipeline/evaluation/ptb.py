@@ -8,14 +8,14 @@ identical to the official ones. It also collapses white space first: a caption h
 would otherwise become two lines in Java and shift every later caption onto the wrong image.
 
 Without Java the PTB tokenizer cannot run, and losing BLEU, ROUGE-L and CIDEr with it would be
-worse than an approximation: ``approximate_ptb`` reproduces what PTB does to ordinary English
-captions (lower-casing, splitting off punctuation and clitics, naming brackets) but not every
-corner ("slip 'n' slide", "@home"), so ``tokenize`` reports when it was used.
+worse than an approximation: ``approximate_ptb`` (``pipeline.data.text.ptb_words``, which the
+``ptb`` training tokenizer also uses) reproduces what PTB does to ordinary English captions
+(lower-casing, splitting off punctuation and clitics, naming brackets) but not every corner
+("slip 'n' slide", "@home"), so ``tokenize`` reports when it was used.
 """
 
 from __future__ import annotations
 
-import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -24,28 +24,12 @@ from typing import Sequence
 
 from pycocoevalcap.tokenizer import ptbtokenizer
 
+from pipeline.data.text import ptb_words
 from pipeline.evaluation.java import JavaToolError, require_java, stderr_reason
 
 PTB_JAR = Path(ptbtokenizer.__file__).with_name(ptbtokenizer.STANFORD_CORENLP_3_4_1_JAR)
 _PTB_CLASS_AND_FLAGS = ("edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase")
 _PTB_TIMEOUT_S = 600
-
-# What PTB does beyond splitting at punctuation, for approximate_ptb. Brackets keep their PTB
-# names because pycocoevalcap only removes the upper-case ones, which -lowerCase never produces.
-_SPLIT_WORDS = {"cannot": "can not", "gonna": "gon na", "gotta": "got ta", "wanna": "wan na"}
-_PTB_SYMBOLS = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-", "}": "-rcb-",
-                '"': "''", "“": "``", "”": "''", "‘": "`", "’": "'", "—": "--", "–": "--", "…": "..."}
-_CLITIC = re.compile(r"(?<=\w)(n't|'s|'re|'ve|'ll|'d|'m)\b")
-_TOKEN = re.compile(r"""
-    \b(?:mrs?|ms|dr|jr|sr|st|vs|etc)\.   # abbreviations keep their dot
-  | (?:[^\W\d_]\.)+(?!\w)                # so do initials: d.c., u., a.m.
-  | \d+(?:,\d{3})+(?:\.\d+)?             # 1,000.5
-  | \w+(?:[-./:']\w+)*                   # x-ray, 10:30, a/b, bike.then, o'clock, n't
-  | '(?:s|re|ve|ll|d|m)\b                # clitics split off by _CLITIC
-  | [!?]+                                # "!!" stays one token, which PTB keeps
-  | \S                                   # any other symbol on its own
-""", re.VERBOSE)
-
 
 @dataclass(frozen=True)
 class Tokenized:
@@ -67,9 +51,7 @@ def ptb_tokenize(captions: Sequence[str]) -> list[str]:
 
 
 def approximate_ptb(caption: str) -> str:
-    text = _CLITIC.sub(r" \1", caption.lower())
-    tokens = (_SPLIT_WORDS.get(t) or _PTB_SYMBOLS.get(t, t) for t in _TOKEN.findall(text))
-    return _drop_punctuation(" ".join(tokens))
+    return " ".join(ptb_words(caption))
 
 
 def _run_ptb(lines: list[str], java: str) -> list[str]:

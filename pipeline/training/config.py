@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from pipeline.config import apply_overrides, from_dict, merge, to_dict
 from pipeline.decoders.config import DecoderConfig
+from pipeline.data.text import tokenizer
 from pipeline.errors import CapcacheError
 from pipeline.evaluation.scorers import METRICS
 
@@ -25,6 +26,7 @@ class DataConfig:
     encoder: str = ""  # encoder the cache must come from (presets name theirs); "" accepts any
     min_freq: int = 5  # words seen fewer times in train captions become <unk>
     max_words: int = 30  # longer captions are cut (the <end> token is kept)
+    tokenizer: str = "karpathy"  # "karpathy" (punctuation deleted: "mans") | "ptb" (as scored: "man 's")
     captions_per_image: int = 1  # captions sampled per image each epoch; 0 = every caption
     group_by_image: bool = True  # a batch holds images with their captions (per-image work done once)
     in_memory: bool = True  # load the whole cache into RAM (False: stream rows from HDF5)
@@ -71,6 +73,7 @@ class TrainConfig:
         ``metric_for_best_model``): the metric that picks the best checkpoint must be computable."""
         if self.val_metric not in VAL_METRICS:
             raise CapcacheError(f"unknown val_metric {self.val_metric!r}; choose one of {', '.join(VAL_METRICS)}")
+        tokenizer(self.data.tokenizer)  # an unknown style is refused here, not after the cache is loaded
         return self
 
     @classmethod

@@ -94,7 +94,7 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, co
     cache = _open_cache(config.data.cache, config.data.in_memory, progress)
     _check_cache(cache, manifest, config.data.encoder, run, resume)
     vocab = Vocabulary.load(run.vocab) if resume else Vocabulary.build(
-        (c for r in train_records for c in r.captions), config.data.min_freq)
+        (c for r in train_records for c in r.captions), config.data.min_freq, config.data.tokenizer)
 
     device = comm.device(resolve_device(config.device))
     if device.type == "cuda":
