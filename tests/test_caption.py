@@ -138,6 +138,7 @@ def test_html_report_is_self_contained_and_loads_in_headless_chromium(runs, tmp_
     text = page.read_text()
     assert "CIDEr" in text and "<h2>Training</h2>" in text and text.count("class='card'") == 6
     assert "<h2>Captions</h2>" in text and "<th>Div-2</th>" in text and "<th>novel</th>" in text
+    assert re.findall(r"<img alt='([^']+)' src='data:image/png", text) == ["overview"]  # each curve shown once
     sources = re.findall(r"""src=['"]([^'"]+)""", text)
     assert sources and all(s.startswith("data:image/") for s in sources)  # nothing outside the file
     assert not re.search(r"""href=['"]http""", text)

@@ -110,9 +110,9 @@ def _thumbnail(item: dict, manifest: Manifest | None) -> str:
 
 
 def _plots(run: RunFolder) -> list[Path]:
-    preferred = ["overview", "val_CIDEr", "val_BLEU-4"]
+    """The overview (every curve, val metrics included, once); a single curve only if it is missing."""
     found = {p.stem: p for p in run.plots.glob("*.png")} if run.plots.is_dir() else {}
-    return [found[name] for name in preferred if name in found]
+    return next(([found[name]] for name in ("overview", "val_CIDEr", "val_loss") if name in found), [])
 
 
 def _png_uri(path: Path) -> str:
