@@ -10,6 +10,9 @@
   independent pairs, for the ``resnet-lstm-att`` architecture (conv projection + 2-layer grid
   Transformer encoder) and the plain attention LSTM; captions/s, since a grouped batch of
   ``--group-batch-size`` captions rounds to whole images;
+* fast vs torch dropout: the CPU presets' decoders (``cpu-transformer``, ``cpu-lstm-att``) with
+  ``FastDropout`` (what every registered decoder gets) vs PyTorch's ``nn.Dropout``, grouped
+  batches, same weights and pairs;
 * FLOP share: each of those training steps' FLOP/s (``FlopCounterMode``, forward + backward) as a
   share of a large fp32 matmul's FLOP/s measured in the same run: how far the loop is from what
   the machine can do.
@@ -45,6 +48,7 @@ from pipeline.data.synthetic import SyntheticConfig, generate_dataset
 from pipeline.data.vocab import Vocabulary
 from pipeline.decoders import build_decoder
 from pipeline.decoders.config import DecoderConfig
+from pipeline.decoders.dropout import FastDropout
 from pipeline.encoders import build_encoder
 from pipeline.extract.images import load_image
 from pipeline.training.config import resolve_config
@@ -159,6 +163,29 @@ def grouped_vs_flat(cache: FeatureCache, records: list[ImageRecord], vocab: Voca
         return train_rate(model, items, items_per_batch(batch_size, items.captions_per_item()), steps)
 
     return best_alternating({"grouped": partial(measure, True), "flat": partial(measure, False)}, rounds)
+
+
+def with_torch_dropout(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with PyTorch's own dropout back in place of ``FastDropout`` (same rates): the
+    subclass only overrides ``forward``, so resetting the class is the whole change."""
+    for module in model.modules():
+        if isinstance(module, FastDropout):
+            module.__class__ = torch.nn.Dropout
+    return model
+
+
+def fast_vs_torch_dropout(cache: FeatureCache, records: list[ImageRecord], vocab: Vocabulary, preset: str,
+                          captions_per_image: int, steps: int, rounds: int) -> dict[str, Rate]:
+    """Best Rate of ``preset``'s decoder with each dropout, at the preset's batch size."""
+    config = resolve_config(preset)
+
+    def measure(fast: bool) -> Rate:
+        items = caption_items(cache, records, vocab, captions_per_image, True)
+        model = fresh_decoder(config.decoder, config.model, cache.n_tokens, cache.dim, vocab)
+        model = model if fast else with_torch_dropout(model)
+        return train_rate(model, items, items_per_batch(config.batch_size, items.captions_per_item()), steps)
+
+    return best_alternating({"fast": partial(measure, True), "torch": partial(measure, False)}, rounds)
 
 
 def matmul_gflops(size: int, reps: int, rounds: int) -> float:
@@ -283,6 +310,9 @@ def main() -> None:
         by_grouping = {arch: grouped_vs_flat(group_cache, records, vocab, spec, args.group_batch_size,
                                              args.captions_per_image, args.steps, args.rounds)
                        for arch, spec in architectures().items()}
+        by_dropout = {preset: fast_vs_torch_dropout(group_cache, records, vocab, preset, args.captions_per_image,
+                                                    args.steps, args.rounds)
+                      for preset in ("cpu-transformer", "cpu-lstm-att")}
         peak_gflops = matmul_gflops(args.matmul_size, args.matmul_reps, args.rounds)
 
         small = Manifest("e2e", data.image_root, records[: args.e2e_images])
@@ -312,6 +342,8 @@ def main() -> None:
             "group_feature_shape": [args.tokens, args.group_dim], "group_batch_size": args.group_batch_size,
             "captions_per_image": args.captions_per_image,
             **grouping_fields(by_grouping, peak_gflops, args.matmul_size),
+            **{f"ratio_fast_vs_torch_dropout_{preset.replace('-', '_')}":
+               round(rates["fast"].captions_s / rates["torch"].captions_s, 3) for preset, rates in by_dropout.items()},
         })
 
 

@@ -102,7 +102,7 @@ def test_batched_beam_equals_per_image_beam(name, end_bias):
 @pytest.mark.parametrize("name", DECODERS)
 def test_reported_scores_match_teacher_forcing(name):
     """Hypotheses stitched together through backpointers score what the model gives them in one
-    forward pass: the state (the transformer's recomputed prefix included) followed its beam."""
+    forward pass: the state (the transformer's cached keys and values included) followed its beam."""
     kinds = set()
     for end_bias in END_BIASES:
         dec, feats = random_decoder(name, end_bias), features()

@@ -3,7 +3,9 @@ features: seed 000's ResNet+Transformer and CLIP+Transformer. Pre-norm layers tr
 without a long warm-up; tied input/output embeddings are an option.
 
 Teacher forcing is exact and parallel here (a causal mask), so ``teacher_forcing`` < 1 does not
-apply; decoding recomputes the prefix each step, cheap at caption lengths (<= 30 tokens).
+apply. Decoding is incremental (``kv_cache``): each step runs one token through the layers against
+cached keys and values, and the memory's cross-attention keys and values are computed once per
+image, so a caption costs T token passes instead of T(T+1)/2.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torch import nn
 from pipeline.decoders.base import CaptionDecoder, DecoderOutput, State
 from pipeline.decoders.config import DecoderConfig
 from pipeline.decoders.grid import GridEncoder
+from pipeline.decoders.kv_cache import cross_attention_cache, decode_one_token
 from pipeline.decoders.registry import register
 
 MAX_POSITIONS = 128
@@ -54,13 +57,14 @@ class TransformerCaptioner(CaptionDecoder):
         return DecoderOutput(self._logits(memory, tokens))
 
     def init_state(self, features: torch.Tensor) -> State:
-        memory = self.memory(features)
-        return {"memory": memory, "prefix": memory.new_zeros((memory.size(0), 0), dtype=torch.long)}
+        memory = self.memory(features)  # [B, L, d]
+        return cross_attention_cache(self.decoder.layers, memory)  # per layer: memory keys/values, empty self-cache
 
     def step(self, state: State, tokens: torch.Tensor) -> tuple[torch.Tensor, State]:
-        prefix = torch.cat([state["prefix"], tokens.unsqueeze(1)], 1)  # [B, t]
-        logits = self._logits(state["memory"], prefix)[:, -1]  # [B, V]
-        return logits.log_softmax(-1), {"memory": state["memory"], "prefix": prefix}
+        position = state["k0"].size(2)  # tokens already decoded
+        x = self.embedding(tokens).unsqueeze(1) * self.scale + self.positions[position]  # [B, 1, d]
+        y, state = decode_one_token(self.decoder.layers, x, state)  # [B, 1, d]
+        return self.out(self.norm(y))[:, 0].log_softmax(-1), state  # [B, V]
 
     def _logits(self, memory: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         length = tokens.size(1)  # tokens [B, T]
