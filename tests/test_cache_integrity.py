@@ -294,7 +294,9 @@ def test_adding_an_image_says_which_old_cache_is_left(manifest, tmp_path):
     bmp(Path(manifest.image_root) / "6.bmp", 6)
     bigger = Manifest("six", manifest.image_root, manifest.images + [ImageRecord("6.bmp", "6.bmp", "train", ["x"])])
     result = run(bigger, tmp_path / "c")
-    assert result.path != first.path and f"{first.path.name} (6 images)" in result.summary()
+    assert result.path != first.path and result.extracted == 1  # the old cache's rows were copied
+    assert f"copied {first.n_images - len(first.bad)} rows from {first.path.name}" in result.summary()
+    assert "delete the old cache once you no longer need it" in result.summary()
 
 
 @pytest.fixture()

@@ -127,10 +127,10 @@ PRESETS: dict[str, dict] = {
 _CPU_WIDTH = {"data": {"encoder": "efficientnet_lite0", "captions_per_image": 0},
               "model": {"feature_norm": "layernorm", "proj_dim": 256, "heads": 4, "ff_dim": 1024}}
 PRESETS["cpu-lstm-att"] = merge(PRESETS["resnet-lstm-att"], merge(_CPU_WIDTH, {
-    "epochs": 5, "batch_size": 128, "model": {"embed_dim": 256, "attention_dim": 256},
+    "epochs": 7, "batch_size": 128, "model": {"embed_dim": 256, "attention_dim": 256},
     "optim": {"lr": 1e-3, "warmup_steps": 100}}))
 PRESETS["cpu-transformer"] = merge(PRESETS["resnet-transformer"], merge(_CPU_WIDTH, {
-    "epochs": 4, "model": {"hidden_dim": 256}, "optim": {"lr": 5e-4, "warmup_steps": 300}}))
+    "epochs": 7, "model": {"hidden_dim": 256}, "optim": {"lr": 5e-4, "warmup_steps": 300}}))
 
 
 def resolve_config(preset: str | None = None, file_data: dict | None = None,
