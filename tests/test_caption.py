@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from pipeline.cache.reader import FeatureCache
 from pipeline.data.manifest import Manifest
@@ -17,10 +19,13 @@ from pipeline.data.synthetic import SyntheticConfig, generate_dataset
 from pipeline.decoding import DecodingConfig
 from pipeline.decoding.captions import caption_cached_images
 from pipeline.decoding.new_images import caption_images
+from pipeline.encoders import build_encoder
 from pipeline.errors import CapcacheError
 from pipeline.evaluation.compare import compare_runs, format_comparison
 from pipeline.evaluation.evaluate_run import evaluate_run
 from pipeline.extract import extract
+from pipeline.extract.images import ImageFiles
+from pipeline.extract.inference import encode_images, prepare_encoder
 from pipeline.report.html import write_report
 from pipeline.training.config import resolve_config
 from pipeline.training.load import load_trained
@@ -52,10 +57,24 @@ def test_new_images_get_the_captions_their_cached_features_get(runs):
     decoding = DecodingConfig.from_beam(3)
     result = caption_images(runs["att_lstm"], files, decoding, device="cpu")
     trained = load_trained(runs["att_lstm"], "best", "cpu")
-    cached = caption_cached_images(trained.decoder, FeatureCache(trained.config.data.cache), [r.image_id for r in test],
-                                   trained.vocab, trained.device, decoding=decoding)
+    cache = FeatureCache(trained.config.data.cache)
+    cached = caption_cached_images(trained.decoder, cache, [r.image_id for r in test], trained.vocab, trained.device,
+                                   max_len=trained.config.max_decode_len, decoding=decoding)
     assert [i.caption for i in result.images] == [cached[r.image_id] for r in test]
     assert all(i.caption for i in result.images)
+
+
+def test_a_new_image_is_encoded_bit_for_bit_as_its_cache_row(runs):
+    """Same memory format (channels_last) and rounding as extraction: not one ulp apart."""
+    manifest = Manifest.load(runs["manifest"])
+    test = manifest.split("test")[:6]
+    cache = FeatureCache(load_trained(runs["att_lstm"], "best", "cpu").config.data.cache)
+    encoder = prepare_encoder(build_encoder("tiny-cnn", None, None), torch.device("cpu"))
+    images = ImageFiles([manifest.image_path(r) for r in test], np.arange(6), encoder.preprocessing.transform(),
+                        encoder.preprocessing.crop)
+    fresh = encode_images(encoder, torch.stack([images[i][1] for i in range(6)]), torch.device("cpu"))[0]
+    stored = np.stack([cache[cache.row_of[r.image_id]] for r in test])  # [6, L, D] float16
+    assert np.array_equal(fresh.to(torch.float16).numpy(), stored)
 
 
 def test_batches_of_only_unreadable_files_are_skipped_and_order_is_kept(runs, tmp_path):

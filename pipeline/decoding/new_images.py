@@ -23,6 +23,7 @@ from pipeline.encoders.preprocessing import Preprocessing
 from pipeline.encoders.registry import rebuild_encoder
 from pipeline.errors import CapcacheError
 from pipeline.extract.images import ImageFiles
+from pipeline.extract.inference import encode_images, prepare_encoder
 from pipeline.io import read_json
 from pipeline.training.load import load_trained
 
@@ -74,7 +75,7 @@ def caption_images(run_dir: str | Path, inputs: list[str | Path], decoding: Deco
     trained = load_trained(run_dir, checkpoint, device)
     cache_info = read_json(trained.run.cache_info)
     spec = cache_info["spec"]
-    encoder = rebuild_encoder(spec["encoder"], weights).to(trained.device)
+    encoder = prepare_encoder(rebuild_encoder(spec["encoder"], weights), trained.device)
     storage = getattr(torch, spec["dtype"])
     decoding = (decoding or DecodingConfig()).resolved(trained.config.max_decode_len)
     files = image_files(inputs)
@@ -87,7 +88,7 @@ def caption_images(run_dir: str | Path, inputs: list[str | Path], decoding: Deco
         if not ok.any():
             continue
         with torch.inference_mode():
-            feats = encoder(batch[ok].to(trained.device)).to(storage).float()  # [b, L, D], rounded like the cache
+            feats = encode_images(encoder, batch[ok], trained.device)[0].to(storage).float()  # [b, L, D], as cached
             seqs, log_probs = decode(trained.decoder, feats, decoding)
             finished = [ended(seq, decoding.max_len) for seq in seqs]
             maps = _attention(trained.decoder, feats, seqs, finished) if attention else [None] * len(seqs)

@@ -1,8 +1,8 @@
 """The extraction loop: manifest + encoder -> a complete, resumable cache file.
 
-Batches are decoded by DataLoader workers, run through the frozen encoder under inference mode
-(channels_last, fp16 autocast on CUDA), and written by a background thread. Re-running with the
-same settings finds the complete cache and returns at once; after an interruption it continues
+Batches are decoded by DataLoader workers, run through the frozen encoder (``inference``:
+channels_last, fp16 autocast on CUDA, the same for captioning new images), and written by a
+background thread. Re-running with the same settings finds the complete cache and returns at once; after an interruption it continues
 with the rows not yet written, and rows whose image file changed are redone (only those).
 """
 
@@ -32,6 +32,7 @@ from pipeline.encoders import build_encoder
 from pipeline.encoders.base import FrozenEncoder
 from pipeline.extract.background import BackgroundWriter
 from pipeline.extract.images import HashedImageFiles
+from pipeline.extract.inference import encode_images, prepare_encoder
 from pipeline.extract.result import ExtractResult, cache_path_for
 from pipeline.extract.reuse import record_request, reused_result
 from pipeline.extract.siblings import extend_from_siblings
@@ -83,7 +84,7 @@ def _extract(comm: Collective, manifest: Manifest, model: FrozenEncoder, cache_d
         return result
 
     dev = comm.device(resolve_device(device))
-    model = model.to(dev).to(memory_format=torch.channels_last)
+    model = prepare_encoder(model, dev)
     n_tokens, dim = _output_shape(model, dev)
     ids = [r.image_id for r in manifest.images]
     files = [manifest.image_path(r) for r in manifest.images]
@@ -169,11 +170,9 @@ def _run(model: FrozenEncoder, loader: DataLoader, steps: int, writer: CacheWrit
     """
     bad: dict[int, str] = {}
     background = BackgroundWriter(writer.write) if writer else None
-    autocast = torch.autocast("cuda", dtype=torch.float16, enabled=dev.type == "cuda")
     batches = iter(loader)
     try:
-        with torch.inference_mode(), autocast, tqdm(total=total, desc="extract", unit="img",
-                                                    disable=not (progress and comm.is_main)) as bar:
+        with tqdm(total=total, desc="extract", unit="img", disable=not (progress and comm.is_main)) as bar:
             for _ in range(steps):
                 batch = next(batches, None)  # (rows [B], images [B, 3, S, S], errors, digests, sizes [B], mtimes [B])
                 parts = comm.gather(_encode(model, batch, dev, dtype) if batch is not None else None)
@@ -200,8 +199,7 @@ def _encode(model: FrozenEncoder, batch: tuple, dev: torch.device, dtype: np.dty
     good_digests = [d for d, good in zip(digests, ok) if good]
     if not ok.any():
         return rows[:0], np.empty(0), None, [], stats[:0], failed, bad_stats
-    images = images[torch.from_numpy(ok)].to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
-    tokens, pooled = model.encode(images)  # [b, L, D], [b, E] or None
+    tokens, pooled = encode_images(model, images[torch.from_numpy(ok)], dev)  # [b, L, D], [b, E] or None
     pooled = pooled.float().cpu().numpy().astype(dtype) if pooled is not None else None
     return rows[ok], tokens.float().cpu().numpy().astype(dtype), pooled, good_digests, stats[ok], failed, bad_stats
 
