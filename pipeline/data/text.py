@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import string
+from typing import Callable
 
 from pycocoevalcap.tokenizer.ptbtokenizer import PUNCTUATIONS
 
@@ -58,7 +59,7 @@ def tokenize(caption: str, style: str = "karpathy") -> list[str]:
     return tokenizer(style)(caption)
 
 
-def tokenizer(style: str):
+def tokenizer(style: str) -> Callable[[str], list[str]]:
     if style not in TOKENIZERS:
         raise CapcacheError(f"unknown tokenizer {style!r}; use {' or '.join(TOKENIZERS)}")
     return TOKENIZERS[style]

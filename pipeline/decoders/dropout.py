@@ -1,13 +1,14 @@
-"""Dropout whose random mask costs a sixth as much on CPU, swapped in for every ``nn.Dropout``.
+"""Dropout that costs less than half as much on CPU, swapped in for every ``nn.Dropout``.
 
 PyTorch's CPU dropout draws one float per element (``bernoulli_``, about 100 M elements/s on this
-machine's cores): on 2 cores that is 15-25 % of a caption decoder's training step, more than some
-of its matrix products. Here each 64-bit random word yields four 16-bit uniform integers, of which
-15 bits are used (``random_`` on int64 fills [0, 2^63), so every 16-bit field's top bit is not
-uniform), and an element is kept when its integer is at or above round(p * 2^15): the keep rate is
-p rounded to 1/32768, the scaling 1 / (1 - p) as in ``nn.Dropout``. The words come from torch's
-default generator, so seeding and checkpoint/resume of the RNG state work as before. Other devices
-keep ``F.dropout`` (CUDA's generator is already fast).
+machine's cores): on 2 cores its profile share was 15 % of a ``cpu-transformer`` training step
+and 9 % of a ``cpu-lstm-att`` one. Here each 64-bit random word yields four 16-bit uniform
+integers, of which 15 bits are used (``random_`` on int64 fills [0, 2^63), so every 16-bit
+field's top bit is not uniform), and an element is kept when its integer is at or above
+round(p * 2^15): the keep rate is p rounded to 1/32768, the scaling 1 / (1 - p) as in
+``nn.Dropout``. On a 130 x 18 x 1024 activation ``F.dropout`` takes 29 ms, this 13 ms. The words
+come from torch's default generator, so seeding and checkpoint/resume of the RNG state work as
+before. Other devices keep ``F.dropout`` (CUDA's generator is already fast).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Batches are decoded by DataLoader workers, run through the frozen encoder (``inference``:
 channels_last, fp16 autocast on CUDA, the same for captioning new images), and written by a
-background thread. Re-running with the same settings finds the complete cache and returns at once; after an interruption it continues
-with the rows not yet written, and rows whose image file changed are redone (only those).
+background thread. Re-running with the same settings finds the complete cache and returns at
+once; after an interruption it continues with the rows not yet written, and rows whose image file
+changed are redone (only those).
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def _extract(comm: Collective, manifest: Manifest, model: FrozenEncoder, cache_d
         return result
 
     dev = comm.device(resolve_device(device))
+    compute = compute_of(dev)
     model = prepare_encoder(model, dev)
     n_tokens, dim = _output_shape(model, dev)
     ids = [r.image_id for r in manifest.images]
@@ -91,11 +93,11 @@ def _extract(comm: Collective, manifest: Manifest, model: FrozenEncoder, cache_d
     created = not path.exists()
     start = time.perf_counter()
     writer = CacheWriter(path, spec, ids, n_tokens, dim, model.pooled_dim, files=[r.file for r in manifest.images],
-                         image_root=os.path.abspath(manifest.image_root), compute=compute_of(dev)) \
+                         image_root=os.path.abspath(manifest.image_root), compute=compute) \
         if comm.is_main else None
     try:
-        notes = [extend_from_siblings(writer, spec, compute_of(dev), created)] if writer else []
-        todo, changed = comm.broadcast(_rows_to_do(writer, files, stats, compute_of(dev)) if writer else None)
+        notes = [extend_from_siblings(writer, spec, compute, created)] if writer else []
+        todo, changed = comm.broadcast(_rows_to_do(writer, files, stats, compute) if writer else None)
         if writer and progress:
             size = hdf5.estimated_bytes(len(ids), n_tokens, dim, model.pooled_dim, dtype)
             tqdm.write(f"cache {path} ({len(ids)} images x {n_tokens} x {dim} {dtype}, at most {size / 2**30:.2f} GiB); "
