@@ -159,7 +159,28 @@ def train(out: Path = typer.Option(..., help="Run folder to create (or continue 
     overrides = [f"data.manifest={manifest.resolve()}"] if manifest else []
     overrides += [f"data.cache={cache.resolve()}"] if cache else []
     cfg = None if resume else resolve_config(preset, load_file(config) if config else None, overrides + (set_ or []))
-    result = run_train(cfg, out, resume=resume)
+    _report_training(run_train(cfg, out, resume=resume))
+
+
+@app.command()
+@friendly_errors
+def finetune(run: Path = typer.Argument(..., help="Trained run folder to start from (its best checkpoint)."),
+             out: Path = typer.Option(..., help="New run folder (continue it with `capcache train --resume --out`)."),
+             scst: bool = typer.Option(False, "--scst", help="Self-critical training: optimise CIDEr-D of sampled captions."),
+             set_: Optional[List[str]] = typer.Option(None, "--set", help="Override KEY=VALUE, e.g. scst.samples=5.")):
+    """Continue training from a run's best weights in a new run folder (e.g. SCST after cross-entropy)."""
+    from pipeline.io import read_json
+    from pipeline.training.config import finetune_config
+    from pipeline.training.loop import train as run_train
+    from pipeline.training.run_folder import RunFolder
+
+    source = RunFolder(run)
+    if not source.config.is_file():
+        raise CapcacheError(f"{run} is not a capcache run folder (no config.json); train it first")
+    _report_training(run_train(finetune_config(read_json(source.config), str(run.resolve()), scst, set_ or []), out))
+
+
+def _report_training(result) -> None:
     if not result.main_process:  # other torchrun ranks: rank 0 reports for the job
         return
     best = f"{result.best_metric:.4f} (epoch {result.best_epoch})" if result.best_metric is not None else "n/a"

@@ -36,7 +36,7 @@ from pipeline.decoders.base import CaptionDecoder
 from pipeline.decoding import DecodingConfig, beam_search, decode
 from pipeline.training.config import PRESETS, resolve_config
 from pipeline.training.data import collate
-from pipeline.training.loop import caption_loss
+from pipeline.training.cross_entropy import caption_loss
 
 CELLS, DIM = 6, 128  # the tiny-cnn cache's grid: 6 x 6 cells of 128 channels
 
@@ -72,7 +72,7 @@ def trained_decoder(steps: int, batch_size: int = 64, seed: int = 0) -> tuple[Ca
     rng = np.random.default_rng(seed)
     for _ in range(steps):
         chosen = [pairs[j] for j in rng.choice(len(pairs), batch_size, replace=False)]
-        batch = collate([(feats[i].numpy(), [t]) for i, t in chosen])  # features [B, 36, 128], one row a caption
+        batch = collate([(feats[i].numpy(), [t], i) for i, t in chosen])  # features [B, 36, 128], one row a caption
         terms = caption_loss(decoder, batch, 1.0, 0.0)
         optimizer.zero_grad()
         terms.scaled(terms.tokens, terms.captions).backward()

@@ -53,7 +53,7 @@ from pipeline.encoders import build_encoder
 from pipeline.extract.images import load_image
 from pipeline.training.config import resolve_config
 from pipeline.training.data import Batch, CaptionGroups, collate, items_per_batch
-from pipeline.training.loop import caption_loss
+from pipeline.training.cross_entropy import caption_loss
 
 MAX_WORDS = 30
 
@@ -232,13 +232,14 @@ def epoch_end_to_end(decoder, manifest: Manifest, vocab: Vocabulary, batch_size:
             with torch.inference_mode():
                 feats = encoder(images.contiguous(memory_format=torch.channels_last))  # [B, L, D], 49x2048 for ResNet-50
             tokens = _tokens(chunk, vocab)  # [B, T]
-            train_step(decoder, optimizer, Batch(feats.clone(), tokens, torch.arange(len(chunk))))
+            rows = torch.arange(len(chunk))
+            train_step(decoder, optimizer, Batch(feats.clone(), tokens, rows, rows))
     return t["s"]
 
 
 def _tokens(chunk: list[tuple[ImageRecord, str]], vocab: Vocabulary) -> torch.Tensor:
     """Padded token ids [B, T] of the chunk's captions, exactly as the cached path builds them."""
-    return collate([(np.zeros(1, np.float16), [vocab.encode(c, MAX_WORDS)]) for _, c in chunk]).tokens
+    return collate([(np.zeros(1, np.float16), [vocab.encode(c, MAX_WORDS)], i) for i, (_, c) in enumerate(chunk)]).tokens
 
 
 def epoch_from_cache(decoder, items: CaptionGroups, batch_size: int) -> float:

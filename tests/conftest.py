@@ -30,3 +30,16 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def real_photos(shared_data: Path) -> Path:
     return shared_data / "real_photos"
+
+
+@pytest.fixture(scope="session")
+def tiny_set(tmp_path_factory) -> tuple[Path, Path]:
+    """(manifest, cache) of the tiny synthetic set (60 train images), extracted with tiny-cnn."""
+    from pipeline.data.manifest import Manifest
+    from pipeline.data.synthetic import SyntheticConfig, generate_dataset
+    from pipeline.extract import extract
+
+    root = tmp_path_factory.mktemp("tiny")
+    manifest_path = generate_dataset(root / "data", SyntheticConfig.tiny())
+    cache = extract(Manifest.load(manifest_path), "tiny-cnn", cache_dir=root / "cache", workers=0, progress=False)
+    return manifest_path, cache.path

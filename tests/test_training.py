@@ -11,25 +11,17 @@ from pathlib import Path
 import pytest
 import torch
 
+import pipeline.training.cross_entropy as cross_entropy
 import pipeline.training.loop as loop
 from pipeline.data.manifest import Manifest
 from pipeline.data.synthetic import SyntheticConfig, generate_dataset
 from pipeline.errors import CapcacheError
-from pipeline.extract import extract
 from pipeline.training.config import resolve_config
 from pipeline.training.metrics_log import read_metrics
 from pipeline.training.plots import SEED_000_CURVES
 
 FAST = ["epochs=3", "batch_size=16", "log_every=2", "model.embed_dim=32", "model.hidden_dim=48",
         "model.attention_dim=32", "val_max_images=10", "teacher_forcing=0.8"]
-
-
-@pytest.fixture(scope="module")
-def tiny_set(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("tiny")
-    manifest_path = generate_dataset(root / "data", SyntheticConfig.tiny())
-    cache = extract(Manifest.load(manifest_path), "tiny-cnn", cache_dir=root / "cache", workers=0, progress=False)
-    return manifest_path, cache.path
 
 
 def _config(tiny_set, *extra: str):
@@ -95,7 +87,7 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(tiny_set, strai
 
 def test_a_run_killed_within_an_epoch_resumes_from_its_last_step_checkpoint(tiny_set, straight, tmp_path, monkeypatch):
     every = "checkpoint_every=5"  # 20 steps per epoch: checkpoints at steps 5, 10, 15, (20: epoch end), 25, ...
-    real_loss, trained = loop.caption_loss, []
+    real_loss, trained = cross_entropy.caption_loss, []
 
     def counted(*args, stop_at: int | None = None):
         if torch.is_grad_enabled():  # a training step, not validation
@@ -104,14 +96,14 @@ def test_a_run_killed_within_an_epoch_resumes_from_its_last_step_checkpoint(tiny
                 raise KeyboardInterrupt
         return real_loss(*args)
 
-    monkeypatch.setattr(loop, "caption_loss", lambda *a: counted(*a, stop_at=28))  # killed in step 28
+    monkeypatch.setattr(cross_entropy, "caption_loss", lambda *a: counted(*a, stop_at=28))  # killed in step 28
     with pytest.raises(KeyboardInterrupt):
         loop.train(_config(tiny_set, every), tmp_path / "resumed", progress=False)
     kept = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=False)["progress"]
     assert (kept["step"], kept["epoch"], kept["batch_in_epoch"]) == (25, 1, 5)  # 5 batches into epoch 2
 
     trained.clear()
-    monkeypatch.setattr(loop, "caption_loss", counted)
+    monkeypatch.setattr(cross_entropy, "caption_loss", counted)
     torch.manual_seed(1234)  # a resumed process starts with other RNG state; the checkpoint must restore it
     result = loop.train(None, tmp_path / "resumed", resume=True, progress=False)
     assert result.steps == 60 and len(trained) == 60 - 25  # only the steps after the checkpoint are trained
@@ -123,7 +115,7 @@ def test_a_run_killed_within_an_epoch_resumes_from_its_last_step_checkpoint(tiny
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tiny_set, tmp_path, monkeypatch):
-    real_loss, calls = loop.caption_loss, []
+    real_loss, calls = cross_entropy.caption_loss, []
 
     def loss_goes_nan_at_step_25(*args):
         terms = real_loss(*args)
@@ -133,7 +125,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tiny_
                 terms.objective = terms.objective * float("nan")
         return terms
 
-    monkeypatch.setattr(loop, "caption_loss", loss_goes_nan_at_step_25)
+    monkeypatch.setattr(cross_entropy, "caption_loss", loss_goes_nan_at_step_25)
     with pytest.raises(CapcacheError, match=r"loss became nan at step 25 \(epoch 2\).*epoch 1"):
         loop.train(_config(tiny_set), tmp_path / "run", progress=False)
     kept = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=False)
@@ -205,11 +197,12 @@ def test_torchrun_two_processes_train_one_run_with_the_global_batch(tiny_set, tm
 
 NAN_ON_RANK_1 = """
 import os, sys, torch
+import pipeline.training.cross_entropy as cross_entropy
 import pipeline.training.loop as loop
 from pipeline.errors import CapcacheError
 from pipeline.training.config import resolve_config
 
-real, calls = loop.caption_loss, []
+real, calls = cross_entropy.caption_loss, []
 def nan_on_rank_1(*args):  # only rank 1 sees the bad batch, at its 5th step
     terms = real(*args)
     if torch.is_grad_enabled() and os.environ["RANK"] == "1":
@@ -217,7 +210,7 @@ def nan_on_rank_1(*args):  # only rank 1 sees the bad batch, at its 5th step
         if len(calls) == 5:
             terms.objective = terms.objective * float("nan")
     return terms
-loop.caption_loss = nan_on_rank_1
+cross_entropy.caption_loss = nan_on_rank_1
 try:
     loop.train(resolve_config("demo", None, sys.argv[2:]), sys.argv[1], progress=False)
 except CapcacheError as e:  # one file per rank: their stdout lines would interleave

@@ -20,7 +20,8 @@ from pipeline.distributed import Collective
 from pipeline.errors import CapcacheError
 from pipeline.training.config import OptimConfig, resolve_config
 from pipeline.training.data import Batch, collate
-from pipeline.training.loop import caption_loss, optimizer_step, training_loss
+from pipeline.training.cross_entropy import caption_loss, training_loss
+from pipeline.training.loop import optimizer_step
 from pipeline.training.schedules import Schedule
 
 VOCAB, TOKENS, DIM = 40, 9, 24
@@ -34,17 +35,18 @@ DECODERS = {  # every registered kind, with the per-image work that grouping sav
 }
 
 
-def _items(n_images: int, seed: int = 0) -> list[tuple[np.ndarray, list[list[int]]]]:
+def _items(n_images: int, seed: int = 0) -> list[tuple[np.ndarray, list[list[int]], int]]:
     """Images with 1-3 captions of 2-7 words each: <start> w.. <end>."""
     rng = np.random.default_rng(seed)
     return [(rng.standard_normal((TOKENS, DIM)).astype(np.float16),
-             [[START_ID, *rng.integers(4, VOCAB, rng.integers(2, 8)).tolist(), END_ID] for _ in range(rng.integers(1, 4))])
-            for _ in range(n_images)]
+             [[START_ID, *rng.integers(4, VOCAB, rng.integers(2, 8)).tolist(), END_ID] for _ in range(rng.integers(1, 4))], i)
+            for i in range(n_images)]
 
 
 def _flat(batch: Batch) -> Batch:
     """The same pairs with each caption's features copied onto its own row (the old loader)."""
-    return Batch(batch.features.index_select(0, batch.image_index), batch.tokens, torch.arange(len(batch.tokens)))
+    return Batch(batch.features.index_select(0, batch.image_index), batch.tokens, torch.arange(len(batch.tokens)),
+                 batch.images.index_select(0, batch.image_index))
 
 
 def _loss_and_grads(decoder, batch: Batch, label_smoothing: float = 0.1) -> tuple[float, dict[str, torch.Tensor]]:
@@ -134,7 +136,7 @@ from pipeline.decoders import build_decoder
 from pipeline.distributed import Collective
 from pipeline.training.config import TrainConfig
 from pipeline.training.data import collate
-from pipeline.training.loop import training_loss
+from pipeline.training.cross_entropy import training_loss
 
 comm = Collective.from_env("gloo")
 config = TrainConfig()

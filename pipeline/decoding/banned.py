@@ -29,3 +29,13 @@ def mask_banned(log_probs: torch.Tensor, step: int, min_len: int = 0, allow_unk:
     """log_probs [B, V] (any float dtype) -> float32 copy [B, V] with this step's banned tokens at -inf."""
     banned = torch.tensor(banned_tokens(step, min_len, allow_unk), device=log_probs.device)
     return log_probs.float().index_fill(-1, banned, -math.inf)
+
+
+def banned_positions(steps: int, vocab_size: int, min_len: int = 0, allow_unk: bool = False,
+                     device: torch.device | None = None) -> torch.Tensor:
+    """[steps, V] bool, True where step t forbids the token: the mask a sampler applied, for scoring
+    its samples again under the same distribution (self-critical training's log-probabilities)."""
+    mask = torch.zeros(steps, vocab_size, dtype=torch.bool, device=device)
+    for t in range(steps):
+        mask[t, list(banned_tokens(t, min_len, allow_unk))] = True
+    return mask

@@ -6,7 +6,10 @@ reports beside the scores (the definitions of Shetty et al. 2017 and Aneja et al
 * distinct captions: how many different captions there are, and their share of all captions;
 * vocabulary: how many different words the captions use;
 * Div-1 / Div-2: distinct unigrams / distinct bigrams (within captions) over all generated words;
-* novel share: captions that are not a training caption verbatim.
+* novel share: captions that are not a training caption verbatim;
+* repeated bigrams: bigrams that repeat an earlier bigram of the same caption, over all bigrams
+  ("a man in a red shirt and a man in a hat": 1 of 10), the sign of a decoder (often one trained
+  with self-critical rewards) collapsing into "a a a" loops.
 
 Captions are compared as the model's vocabulary sees them (``pipeline.data.text``, in the run's
 tokenizer style), so a generated caption equals a training caption exactly when the decoder could
@@ -30,6 +33,7 @@ class Diversity:
     div_1: float  # distinct unigrams / words generated
     div_2: float  # distinct bigrams / words generated
     novel_share: float  # captions that are no training caption verbatim / captions
+    repeated_2grams: float  # bigrams repeating an earlier one of their caption / bigrams
 
     def to_dict(self) -> dict[str, int | float]:
         return asdict(self)
@@ -48,7 +52,14 @@ def diversity(captions: Sequence[str], training_captions: Iterable[str], style: 
     n = len(seqs)
     return Diversity(captions=n, distinct=len(set(seqs)), distinct_share=_share(len(set(seqs)), n),
                      vocabulary=len(unigrams), div_1=_share(len(unigrams), words), div_2=_share(len(bigrams), words),
-                     novel_share=_share(sum(s not in seen for s in seqs), n))
+                     novel_share=_share(sum(s not in seen for s in seqs), n),
+                     repeated_2grams=repeated_bigram_share(seqs))
+
+
+def repeated_bigram_share(captions: Sequence[Sequence[str]]) -> float:
+    """captions as word sequences -> the share of their bigrams that repeat one earlier in the same caption."""
+    pairs = [list(zip(c, c[1:])) for c in captions]
+    return _share(sum(len(p) - len(set(p)) for p in pairs), sum(len(p) for p in pairs))
 
 
 def _share(part: int, whole: int) -> float:

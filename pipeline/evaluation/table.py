@@ -5,7 +5,7 @@ from __future__ import annotations
 COLUMNS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
 # column -> field of the "diversity" record in eval/<split>.json (pipeline/evaluation/diversity.py)
 DIVERSITY_FIELDS = {"distinct": "distinct_share", "vocab": "vocabulary", "Div-1": "div_1", "Div-2": "div_2",
-                    "novel": "novel_share"}
+                    "novel": "novel_share", "rep-2": "repeated_2grams"}
 DIVERSITY_COLUMNS = tuple(DIVERSITY_FIELDS)
 
 

@@ -17,6 +17,8 @@ from pipeline.errors import CapcacheError
 from pipeline.evaluation.scorers import METRICS
 
 VAL_METRICS = (*METRICS, "loss")  # "loss": the lowest validation cross-entropy wins
+OBJECTIVES = ("xe", "scst")
+SCST_BASELINES = ("mean", "greedy")
 
 
 @dataclass
@@ -47,6 +49,16 @@ class OptimConfig:
 
 
 @dataclass
+class ScstConfig:
+    """Self-critical sequence training (``objective="scst"``; pipeline/training/scst.py)."""
+    samples: int = 5  # captions sampled per image each step
+    baseline: str = "mean"  # "mean": the other samples' mean reward (Luo 2020) | "greedy": the greedy caption's (Rennie 2017)
+    temperature: float = 1.0  # sampling temperature
+    entropy: float = 0.0  # weight of an entropy bonus per token (keeps sampling from collapsing early)
+    end_token: bool = True  # <end> counts as a word in the reward, so captions that stop mid-phrase score lower
+
+
+@dataclass
 class TrainConfig:
     decoder: str = "att_lstm"
     model: DecoderConfig = field(default_factory=DecoderConfig)
@@ -64,6 +76,9 @@ class TrainConfig:
     max_decode_len: int = 20
     log_every: int = 10  # steps between batch-level metric lines
     checkpoint_every: int = 1000  # also save "last" every this many steps within an epoch (0: at epoch ends only)
+    objective: str = "xe"  # "xe": cross-entropy (teacher forcing) | "scst": self-critical, CIDEr-D reward
+    scst: ScstConfig = field(default_factory=ScstConfig)
+    init_from: str = ""  # a run folder: start from its best weights and its vocabulary (`capcache finetune`)
 
     def to_dict(self) -> dict:
         return to_dict(self)
@@ -74,6 +89,14 @@ class TrainConfig:
         if self.val_metric not in VAL_METRICS:
             raise CapcacheError(f"unknown val_metric {self.val_metric!r}; choose one of {', '.join(VAL_METRICS)}")
         tokenizer(self.data.tokenizer)  # an unknown style is refused here, not after the cache is loaded
+        if self.objective not in OBJECTIVES:
+            raise CapcacheError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if self.scst.baseline not in SCST_BASELINES:
+            raise CapcacheError(f"unknown scst.baseline {self.scst.baseline!r}; choose one of {', '.join(SCST_BASELINES)}")
+        if self.objective == "scst" and self.scst.baseline == "mean" and self.scst.samples < 2:
+            raise CapcacheError("scst.baseline=mean needs scst.samples >= 2 (the baseline is the other samples' mean)")
+        if self.scst.samples < 1 or self.scst.temperature <= 0:
+            raise CapcacheError("scst.samples must be >= 1 and scst.temperature > 0")
         return self
 
     @classmethod
@@ -131,6 +154,20 @@ PRESETS["cpu-lstm-att"] = merge(PRESETS["resnet-lstm-att"], merge(_CPU_WIDTH, {
     "optim": {"lr": 1e-3, "warmup_steps": 100}}))
 PRESETS["cpu-transformer"] = merge(PRESETS["resnet-transformer"], merge(_CPU_WIDTH, {
     "epochs": 7, "model": {"hidden_dim": 256}, "optim": {"lr": 5e-4, "warmup_steps": 300}}))
+
+
+# `capcache finetune RUN --scst`: RUN's own config with these changes. Self-critical training
+# fine-tunes at a small constant rate (Rennie et al. 2017: 5e-5); an epoch visits each train image
+# once, with ``scst.samples`` samples, so ``batch_size`` sampled captions are batch_size / samples images.
+SCST_FINETUNE = {"objective": "scst", "epochs": 4, "early_stop": 0, "data": {"captions_per_image": 1},
+                 "optim": {"lr": 5e-5, "schedule": "none", "warmup_steps": 0, "label_smoothing": 0.0}}
+
+
+def finetune_config(source: dict, source_dir: str, scst: bool, overrides: list[str] | None = None) -> TrainConfig:
+    """A run that starts from ``source_dir``'s best weights: its config (``source``) <- SCST changes <- overrides."""
+    data = merge(source, SCST_FINETUNE) if scst else dict(source)
+    data["init_from"] = source_dir
+    return apply_overrides(TrainConfig.from_dict(data), overrides or []).check()
 
 
 def resolve_config(preset: str | None = None, file_data: dict | None = None,

@@ -29,16 +29,20 @@ class Batch:
     features: torch.Tensor  # [K, L, D] float32, one row per image
     tokens: torch.Tensor  # [B, T] <start> w1 .. wn <end> <pad>..., one row per caption
     image_index: torch.Tensor  # [B] row of `features` each caption belongs to
+    images: torch.Tensor  # [K] each feature row's image: its index in the dataset's records (SCST's references)
 
     def to(self, device: torch.device) -> "Batch":
-        return Batch(*(t.to(device, non_blocking=True) for t in (self.features, self.tokens, self.image_index)))
+        return Batch(*(t.to(device, non_blocking=True) for t in self._tensors()))
 
     def pin_memory(self) -> "Batch":  # DataLoader(pin_memory=True) calls this on custom batch types
-        return Batch(*(t.pin_memory() for t in (self.features, self.tokens, self.image_index)))
+        return Batch(*(t.pin_memory() for t in self._tensors()))
+
+    def _tensors(self) -> tuple[torch.Tensor, ...]:
+        return self.features, self.tokens, self.image_index, self.images
 
 
 class CaptionGroups(Dataset):
-    """Items are (features [L, D] float16, token id lists) for one image and its drawn captions."""
+    """Items are (features [L, D] float16, token id lists, record index) for one image and its drawn captions."""
 
     def __init__(self, cache: FeatureCache, records: list[ImageRecord], vocab: Vocabulary, max_words: int):
         self.cache = cache
@@ -64,9 +68,9 @@ class CaptionGroups(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, k: int) -> tuple[np.ndarray, list[list[int]]]:
+    def __getitem__(self, k: int) -> tuple[np.ndarray, list[list[int]], int]:
         i, js = self.items[k]
-        return self.cache[int(self.rows[i])], [self.captions[i][j] for j in js]
+        return self.cache[int(self.rows[i])], [self.captions[i][j] for j in js], i
 
 
 def items_per_batch(batch_size: int, captions_per_item: float) -> int:
@@ -75,12 +79,12 @@ def items_per_batch(batch_size: int, captions_per_item: float) -> int:
     return max(1, round(batch_size / max(captions_per_item, 1.0)))
 
 
-def collate(items: list[tuple[np.ndarray, list[list[int]]]]) -> Batch:
-    """-> Batch: features [K, L, D] float32, tokens [B, T] padded with PAD_ID, image_index [B]."""
-    feats = torch.from_numpy(np.stack([f for f, _ in items])).float()
-    captions = [t for _, caps in items for t in caps]
-    image_index = torch.tensor([k for k, (_, caps) in enumerate(items) for _ in caps], dtype=torch.long)
+def collate(items: list[tuple[np.ndarray, list[list[int]], int]]) -> Batch:
+    """-> Batch: features [K, L, D] float32, tokens [B, T] padded with PAD_ID, image_index [B], images [K]."""
+    feats = torch.from_numpy(np.stack([f for f, _, _ in items])).float()
+    captions = [t for _, caps, _ in items for t in caps]
+    image_index = torch.tensor([k for k, (_, caps, _) in enumerate(items) for _ in caps], dtype=torch.long)
     tokens = torch.full((len(captions), max(len(t) for t in captions)), PAD_ID, dtype=torch.long)
     for b, t in enumerate(captions):
         tokens[b, : len(t)] = torch.tensor(t)
-    return Batch(feats, tokens, image_index)
+    return Batch(feats, tokens, image_index, torch.tensor([i for _, _, i in items], dtype=torch.long))

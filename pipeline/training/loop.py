@@ -25,18 +25,24 @@ from tqdm.auto import tqdm
 from pipeline.cache.key import CacheSpec, image_digests, images_present
 from pipeline.cache.reader import FeatureCache, fits_in_memory
 from pipeline.data.manifest import Manifest
-from pipeline.data.vocab import PAD_ID, Vocabulary
+from pipeline.data.text import tokenizer
+from pipeline.data.vocab import Vocabulary
 from pipeline.decoders import build_decoder
 from pipeline.decoders.base import CaptionDecoder
 from pipeline.decoders.glove import init_word_embeddings
 from pipeline.decoding.captions import caption_cached_images
 from pipeline.device import resolve_device
 from pipeline.distributed import Collective
+from pipeline.evaluation.diversity import repeated_bigram_share
 from pipeline.errors import CapcacheError
 from pipeline.io import atomic_write_json, read_json
 from pipeline.training.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from pipeline.training.config import TrainConfig
-from pipeline.training.data import Batch, CaptionGroups, collate, items_per_batch
+from pipeline.training.cross_entropy import caption_loss, training_loss
+from pipeline.training.data import CaptionGroups, collate, items_per_batch
+from pipeline.training.global_batch import NonFiniteLoss
+from pipeline.training.init_from import initial_weights
+from pipeline.training.objectives import StepLoss, build_objective
 from pipeline.training.metrics_log import MetricsLog
 from pipeline.training.plots import plot_runs
 from pipeline.training.run_folder import RunFolder
@@ -66,7 +72,7 @@ class _Progress:
     seconds: float = 0.0  # training time accumulated over every session of this run
     finished: bool = False  # all epochs done, or stopped early: resuming has nothing left to do
     batch_in_epoch: int = 0  # batches of the current epoch already trained (checkpoints within an epoch)
-    epoch_loss: float = 0.0  # sum of their losses, for the epoch's mean train_loss
+    epoch_loss: float = 0.0  # sum of their headline figures (loss; SCST: reward), for the epoch's mean
 
 
 def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -93,14 +99,18 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, co
         raise CapcacheError(f"manifest {config.data.manifest} has no train split; import it with a split or add one")
     cache = _open_cache(config.data.cache, config.data.in_memory, progress)
     _check_cache(cache, manifest, config.data.encoder, run, resume)
-    vocab = Vocabulary.load(run.vocab) if resume else Vocabulary.build(
+    start = initial_weights(config, cache) if config.init_from and not resume else None
+    vocab = Vocabulary.load(run.vocab) if resume else start.vocab if start else Vocabulary.build(
         (c for r in train_records for c in r.captions), config.data.min_freq, config.data.tokenizer)
 
     device = comm.device(resolve_device(config.device))
     if device.type == "cuda":
         torch.cuda.set_device(device)
     decoder = build_decoder(config.decoder, config.model, cache.dim, cache.n_tokens, len(vocab))
-    glove = init_word_embeddings(decoder, vocab, config.model.glove_path, config.model.freeze_embeddings, load=not resume)
+    glove = init_word_embeddings(decoder, vocab, config.model.glove_path, config.model.freeze_embeddings,
+                                 load=not resume and not start)
+    if start:
+        decoder.load_state_dict(start.model)
     decoder = decoder.to(device)
     model = DistributedDataParallel(decoder, device_ids=[device.index] if device.type == "cuda" else None) \
         if comm.world > 1 else decoder  # what the training step calls; `decoder` is the plain module
@@ -133,6 +143,10 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, co
         run.metrics.unlink(missing_ok=True)
         if glove and progress:
             tqdm.write(glove.summary())
+        if start and progress:
+            tqdm.write(start.summary())
+
+    step_loss = build_objective(config, run, train_records, vocab, comm, device)  # after the folder exists
 
     def save(which: str) -> None:  # "last": everything `train --resume` needs to continue from here
         if comm.is_main:
@@ -143,23 +157,26 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, co
         tqdm.write(f"no val split: the best checkpoint follows the train loss, not {config.val_metric}")
     while not state.finished:
         train_set.set_epoch(state.epoch, config.seed, config.data.captions_per_image, config.data.group_by_image)
-        train_loss = _train_epoch(model, train_set, batch_items, optimizer, schedule, scaler, config, device, state,
-                                  steps_per_epoch, log, progress, comm, save)
+        train_figure = _train_epoch(model, step_loss, train_set, batch_items, optimizer, schedule, scaler, config,
+                                    device, state, steps_per_epoch, log, progress, comm, save)
         started = time.perf_counter()  # validation time (_train_epoch counts its own)
-        val_loss, scores = None, {}
+        val_loss, scores, repeats = None, {}, None
         if comm.is_main:  # the other ranks wait for the numbers below
             val_loss = _validation_loss(decoder, val_set, config, device) if val_set else None
-            scores = _validation_scores(decoder, cache, val_records, vocab, config, device) if val_records else {}
-        train_loss, val_loss, scores = comm.broadcast((_mean(comm.gather(train_loss)), val_loss, scores))
+            if val_records:
+                scores, repeats = _validation_scores(decoder, cache, val_records, vocab, config, device)
+        train_figure, val_loss, scores, repeats = comm.broadcast(
+            (_mean(comm.gather(train_figure)), val_loss, scores, repeats))
+        train_loss = train_figure if step_loss.headline == "train_loss" else None
         schedule.after_epoch(val_loss)
         state.epoch += 1
         state.seconds += time.perf_counter() - started
         if log:
-            log.write({"kind": "epoch", "epoch": state.epoch, "step": state.step, "train_loss": train_loss,
-                       "val_loss": val_loss, **{f"val_{k}": v for k, v in scores.items()}, "seconds": state.seconds,
+            log.write({"kind": "epoch", "epoch": state.epoch, "step": state.step, step_loss.headline: train_figure,
+                       "val_loss": val_loss, **{f"val_{k}": v for k, v in scores.items()},
+                       **({"val_repeated_2grams": repeats} if repeats is not None else {}), "seconds": state.seconds,
                        "processes": comm.world})
-        watched = scores[config.val_metric] if config.val_metric in scores else \
-            -(val_loss if val_loss is not None else train_loss)  # "loss", or no val split
+        watched = scores.get(config.val_metric, _without_val_metric(val_loss, train_loss, train_figure))
         if state.best is None or watched > state.best:
             state.best, state.best_epoch, state.epochs_without_gain = watched, state.epoch, 0
             save("best")
@@ -172,56 +189,6 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, co
             plot_runs({run.root.name: run.root}, run.plots)
     return TrainResult(run.root, state.epoch, state.step, state.best, state.best_epoch, state.seconds,
                        state.epoch < config.epochs, comm.is_main)
-
-
-@dataclass
-class LossTerms:
-    """Sums over one process's share of a batch; ``scaled`` turns them into the loss to optimise."""
-    objective: torch.Tensor  # training objective (label-smoothed when asked) summed over real tokens
-    regularization: torch.Tensor  # the decoder's extra term, a mean over this share's captions
-    nll: torch.Tensor  # plain cross-entropy summed over real tokens: what train_loss and val_loss report
-    tokens: int  # real target tokens
-    captions: int
-
-    def scaled(self, tokens: float, captions: float) -> torch.Tensor:
-        """Objective per token and regularisation per caption, over ``tokens`` / ``captions``."""
-        return self.objective / tokens + self.regularization * (self.captions / captions)
-
-
-def caption_loss(model: CaptionDecoder | DistributedDataParallel, batch: Batch, teacher_forcing: float,
-                 label_smoothing: float) -> LossTerms:
-    """batch.tokens [B, T] = <start> w1 .. wn <end> <pad>...; features one row per image."""
-    inputs, targets = batch.tokens[:, :-1], batch.tokens[:, 1:]  # [B, T-1] each
-    out = model(batch.features, inputs, teacher_forcing, batch.image_index)  # logits [B, T-1, V]
-    decoder = getattr(model, "module", model)  # DDP wraps the decoder
-    mask = targets != PAD_ID  # [B, T-1]
-    log_probs = out.logits.float().log_softmax(-1)[mask]  # [N, V] real tokens only
-    nll = -log_probs.gather(1, targets[mask].unsqueeze(1)).sum()
-    # PyTorch's label smoothing: (1 - eps) * nll + eps * mean over the vocabulary of -log p
-    objective = nll if not label_smoothing else (1 - label_smoothing) * nll - label_smoothing * log_probs.mean(-1).sum()
-    return LossTerms(objective, decoder.regularization(out, mask), nll.detach(), int(mask.sum()), inputs.size(0))
-
-
-def training_loss(model, batch: Batch, config: TrainConfig, comm: Collective, device) -> tuple[torch.Tensor, float]:
-    """-> (loss to back-propagate, plain cross-entropy per token of this share).
-
-    Every rank divides by the token and caption counts of the whole global batch, times the world
-    size that DDP's gradient mean divides by again, so N processes give exactly the gradient one
-    process computes on the same global batch, however unevenly its tokens fall between ranks.
-    Raises when the loss is not finite on any rank, on every rank at the same step.
-    """
-    terms = caption_loss(model, batch, config.teacher_forcing, config.optim.label_smoothing)
-    # one device sync for the finiteness check and the logged loss
-    value, nll = torch.stack([(terms.objective + terms.regularization).detach(), terms.nll]).tolist()
-    here = not math.isfinite(value)
-    tokens, captions, bad = comm.all_sum([terms.tokens, terms.captions, float(here)], device)
-    if bad:
-        raise NonFiniteLoss(value if here else "non-finite in another process")
-    return terms.scaled(tokens / comm.world, captions / comm.world), nll / max(terms.tokens, 1)
-
-
-class NonFiniteLoss(Exception):
-    pass
 
 
 def optimizer_step(model, loss: torch.Tensor, optimizer, scaler, schedule: Schedule, grad_clip: float) -> tuple[float, bool]:
@@ -245,10 +212,11 @@ def optimizer_step(model, loss: torch.Tensor, optimizer, scaler, schedule: Sched
     return grad_norm, taken
 
 
-def _train_epoch(model, train_set, batch_items: int, optimizer, schedule, scaler, config: TrainConfig, device,
-                 state: _Progress, steps_per_epoch: int, log: MetricsLog | None, progress: bool, comm: Collective,
-                 save: Callable[[str], None]) -> float:
-    """Train the rest of the epoch (all of it unless resumed within it) -> its mean train loss."""
+def _train_epoch(model, step_loss: StepLoss, train_set, batch_items: int, optimizer, schedule, scaler,
+                 config: TrainConfig, device, state: _Progress, steps_per_epoch: int, log: MetricsLog | None,
+                 progress: bool, comm: Collective, save: Callable[[str], None]) -> float:
+    """Train the rest of the epoch (all of it unless resumed within it) -> the epoch's mean of the
+    objective's headline figure (train loss, or SCST's sample reward)."""
     model.train()
     batches = ShardedBatches(len(train_set), batch_items, comm.rank, comm.world, skip=state.batch_in_epoch)
     # a generator of its own: the loader's worker seed would otherwise be drawn from the global RNG,
@@ -265,7 +233,7 @@ def _train_epoch(model, train_set, batch_items: int, optimizer, schedule, scaler
         batch = batch.to(device)
         try:
             with autocast:
-                loss, batch_loss = training_loss(model, batch, config, comm, device)
+                loss, figures = step_loss(model, batch)
         except NonFiniteLoss as e:
             raise CapcacheError(
                 f"loss became {e} at step {state.step + 1} (epoch {state.epoch + 1}); training stopped, "
@@ -273,11 +241,12 @@ def _train_epoch(model, train_set, batch_items: int, optimizer, schedule, scaler
         learning_rate = optimizer.param_groups[0]["lr"]  # the rate this step uses (the schedule moves on below)
         grad_norm, _ = optimizer_step(model, loss, optimizer, scaler, schedule, config.optim.grad_clip)
         state.step += 1
-        total, count = total + batch_loss, count + 1
-        bar.set_postfix(loss=f"{batch_loss:.3f}")
+        figure = figures[step_loss.step_figure]
+        total, count = total + figure, count + 1
+        bar.set_postfix({step_loss.step_figure.removeprefix("batch_"): f"{figure:.3f}"})
         if log and (state.step % config.log_every == 0 or count == steps_per_epoch):
             log.write({"kind": "step", "step": state.step, "epoch": state.epoch + count / steps_per_epoch,
-                       "batch_train_loss": batch_loss, "learning_rate": learning_rate, "grad_norm": grad_norm})
+                       **figures, "learning_rate": learning_rate, "grad_norm": grad_norm})
         if config.checkpoint_every and state.step % config.checkpoint_every == 0 and count < steps_per_epoch:
             state.batch_in_epoch, state.epoch_loss = count, total
             now = time.perf_counter()
@@ -303,7 +272,8 @@ def _validation_loss(decoder, val_set: CaptionGroups, config: TrainConfig, devic
     return total / max(tokens_seen, 1)
 
 
-def _validation_scores(decoder, cache, records, vocab, config: TrainConfig, device) -> dict[str, float]:
+def _validation_scores(decoder, cache, records, vocab, config: TrainConfig, device) -> tuple[dict[str, float], float]:
+    """-> (greedy val scores, the share of repeated bigrams in those captions)."""
     from pipeline.evaluation.scorers import score_captions  # java start-up only when validating
 
     records = records[: config.val_max_images]
@@ -311,7 +281,8 @@ def _validation_scores(decoder, cache, records, vocab, config: TrainConfig, devi
                                      config.batch_size, config.max_decode_len)
     wanted = {"BLEU-4", "CIDEr"} | ({config.val_metric} - {"loss"})
     result = score_captions(captions, {r.image_id: r.captions for r in records}, metrics=tuple(sorted(wanted)))
-    return dict(result.scores)
+    split = tokenizer(vocab.tokenizer)
+    return dict(result.scores), repeated_bigram_share([split(c) for c in captions.values()])
 
 
 def _save(path: Path, decoder, optimizer, schedule: Schedule, scaler, state: _Progress, vocab: Vocabulary,
@@ -321,12 +292,22 @@ def _save(path: Path, decoder, optimizer, schedule: Schedule, scaler, state: _Pr
                     rng=rng_states(), config=config.to_dict(), vocab_size=len(vocab))
 
 
+def _without_val_metric(val_loss: float | None, train_loss: float | None, train_figure: float) -> float:
+    """What picks the best checkpoint when the val metric is "loss" or there is no val split (higher is better)."""
+    if val_loss is not None:
+        return -val_loss
+    return -train_loss if train_loss is not None else train_figure  # SCST: the train reward
+
+
 def _mean(values: list[float] | None) -> float | None:
     return sum(values) / len(values) if values else None
 
 
 def _items_per_batch(items: CaptionGroups, config: TrainConfig) -> int:
-    """Images (grouped) or pairs (flat) per batch, so that a batch holds about ``batch_size`` captions."""
+    """Images (grouped) or pairs (flat) per batch, so that a batch holds about ``batch_size`` captions
+    (SCST: ``batch_size`` sampled captions, ``scst.samples`` per image)."""
+    if config.objective == "scst":
+        return max(1, config.batch_size // config.scst.samples)
     k = config.data.captions_per_image
     per_image = sum(len(c) if k <= 0 else min(k, len(c)) for c in items.captions) / max(len(items.captions), 1)
     return items_per_batch(config.batch_size, per_image if config.data.group_by_image else 1.0)

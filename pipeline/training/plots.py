@@ -1,5 +1,7 @@
 """Training curves as PNG: seed 000's panels (train_loss, val_loss, learning_rate, batch_train_loss,
-grad_norm, epoch, each against step) plus the validation metrics; one run or several overlaid."""
+grad_norm, epoch, each against step), the self-critical figures when a run has them (sample reward,
+baseline, entropy, sample length, share of samples cut at max length) and the validation metrics;
+one run or several overlaid."""
 
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from pipeline.io import atomic_path  # noqa: E402
 from pipeline.training.metrics_log import read_metrics  # noqa: E402
 
-STEP_CURVES = ("batch_train_loss", "learning_rate", "grad_norm", "epoch")
-EPOCH_CURVES = ("train_loss", "val_loss")
+SCST_STEP_CURVES = ("batch_reward", "baseline", "entropy", "sample_length", "samples_cut")
+STEP_CURVES = ("batch_train_loss", "learning_rate", "grad_norm", "epoch", *SCST_STEP_CURVES)
 SEED_000_CURVES = ("train_loss", "val_loss", "learning_rate", "batch_train_loss", "grad_norm", "epoch")
+SCST_CURVES = ("train_reward", *SCST_STEP_CURVES)
 
 
 def _series(records: list[dict], name: str) -> tuple[list[int], list[float]]:
@@ -32,7 +35,9 @@ def val_metric_names(records: list[dict]) -> list[str]:
 def plot_runs(runs: dict[str, Path], out_dir: Path) -> list[Path]:
     """One PNG per curve with every run overlaid, plus ``overview.png`` with all panels."""
     logs = {label: read_metrics(Path(folder) / "metrics.jsonl") for label, folder in runs.items()}
-    names = list(SEED_000_CURVES) + sorted({n for recs in logs.values() for n in val_metric_names(recs)})
+    present = {k for recs in logs.values() for r in recs for k in r}
+    names = [*SEED_000_CURVES, *(n for n in SCST_CURVES if n in present),
+             *sorted({n for recs in logs.values() for n in val_metric_names(recs)})]
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [_save(_figure([name], logs), out_dir / f"{name}.png") for name in names]
     cols = 3

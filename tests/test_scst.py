@@ -1,0 +1,232 @@
+"""Self-critical sequence training: sampling, rewards, the policy gradient, and SCST runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import pipeline.training.loop as loop
+from pipeline.data.vocab import END_ID, PAD_ID, START_ID, UNK_ID, Vocabulary
+from pipeline.decoders import available_decoders, build_decoder
+from pipeline.decoders.config import DecoderConfig
+from pipeline.decoding import greedy_search
+from pipeline.decoding.sampling import sample_captions
+from pipeline.distributed import Collective
+from pipeline.errors import CapcacheError
+from pipeline.evaluation.cider_d import DocumentFrequency
+from pipeline.io import read_json
+from pipeline.training.config import finetune_config, resolve_config
+from pipeline.training.data import Batch
+from pipeline.training.metrics_log import read_metrics
+from pipeline.training.scst import CiderReward, load_or_count_document_frequency, reference_ids, scst_loss
+
+SMALL = DecoderConfig(embed_dim=16, hidden_dim=32, attention_dim=16, num_layers=2, dropout=0.0, feature_norm="layernorm",
+                      feature_proj="linear", proj_dim=32, grid_encoder_layers=1, heads=4, ff_dim=64)
+K, L, D, V = 4, 9, 24, 12
+CPU = torch.device("cpu")
+
+
+def _decoder(name: str = "att_lstm", seed: int = 0):
+    torch.manual_seed(seed)
+    return build_decoder(name, SMALL, D, L, V)
+
+
+def _batch(images: int = K) -> Batch:
+    features = torch.randn(images, L, D)
+    tokens = torch.full((images, 3), END_ID)  # SCST ignores the batch's captions
+    return Batch(features, tokens, torch.arange(images), torch.arange(images))
+
+
+def test_samples_are_n_per_image_never_banned_and_padded_after_end():
+    decoder = _decoder().eval()
+    torch.manual_seed(1)
+    samples = sample_captions(decoder, torch.randn(K, L, D), per_image=5, max_len=7)
+    assert samples.tokens.shape[0] == K * 5 and samples.tokens.shape[1] <= 7
+    assert not torch.isin(samples.tokens, torch.tensor([START_ID, UNK_ID])).any()
+    for row, ended in zip(samples.tokens.tolist(), samples.ended.tolist()):
+        assert ended == (END_ID in row)
+        if ended:
+            assert set(row[row.index(END_ID) + 1:]) <= {PAD_ID} and row.index(END_ID) >= 1  # min_len 1: never empty
+        else:
+            assert PAD_ID not in row
+    assert len(set(map(tuple, samples.tokens.tolist()))) > 1  # they really are samples
+
+
+def test_sampling_is_seeded_and_at_low_temperature_is_greedy():
+    decoder = _decoder().eval()
+    features = torch.randn(K, L, D)
+    draws = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        draws.append(sample_captions(decoder, features, per_image=3, max_len=8).tokens)
+    assert torch.equal(*draws)
+    cold = sample_captions(decoder, features, per_image=1, max_len=8, temperature=1e-4).captions()
+    assert cold == greedy_search(decoder, features, max_len=8)[0]
+
+
+def _rewards_for(reference: list[int], images: int = K) -> CiderReward:
+    refs = [[reference + [END_ID]] for _ in range(images)]
+    others = [[[w, w + 1, END_ID]] for w in range(4, V - 1)]  # a corpus in which the reference is rare
+    return CiderReward(refs, DocumentFrequency.from_references(refs[:1] + others), end_token=True)
+
+
+def test_rewards_count_end_and_give_empty_captions_zero():
+    rewards = _rewards_for([5, 6, 7, 8])
+    full, cut, empty = rewards([0, 0, 0], [[5, 6, 7, 8], [5, 6, 7, 8], []], [True, False, True])
+    assert full > cut > 0.0 and empty == 0.0  # stopping where the reference stops is worth something
+
+
+@pytest.mark.parametrize("baseline, settings, lr", [("mean", [], 2e-2),
+                                                     ("greedy", ["scst.entropy=0.02"], 1e-2)])  # see below
+def test_a_decoder_learns_to_say_the_rewarded_caption(baseline, settings, lr):
+    """Every image's only reference is "5 6 7 8": SCST alone, from random weights, must find it.
+
+    With the greedy baseline a confident policy samples its greedy caption again and again, so the
+    advantage vanishes before it finds where to stop ("5 6 7 8 6 7", cut); a small entropy bonus
+    keeps it sampling (the mean baseline needs none).
+    """
+    decoder = _decoder("show_tell")
+    config = resolve_config(None, None, ["max_decode_len=6", "scst.samples=8", f"scst.baseline={baseline}", *settings])
+    rewards, batch = _rewards_for([5, 6, 7, 8]), _batch()
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=lr)
+    first, said = None, None
+    for step_number in range(1, 301):
+        step = scst_loss(decoder, batch, rewards, config, Collective(), CPU)
+        first = step.record["batch_reward"] if first is None else first
+        optimizer.zero_grad()
+        step.loss.backward()
+        optimizer.step()
+        if step_number % 10 == 0:
+            said = greedy_search(decoder.eval(), batch.features, max_len=6)[0]
+            decoder.train()
+            if said == [[5, 6, 7, 8]] * K:
+                break
+    assert said == [[5, 6, 7, 8]] * K
+    assert step.record["batch_reward"] > first + 3.0
+
+
+@pytest.mark.parametrize("name", available_decoders())
+def test_every_decoder_takes_an_scst_step(name):
+    decoder = _decoder(name).train()
+    config = resolve_config(None, None, ["max_decode_len=6", "scst.entropy=0.01"])
+    step = scst_loss(decoder, _batch(), _rewards_for([5, 6, 7]), config, Collective(), CPU)
+    step.loss.backward()
+    assert decoder.training  # restored after the eval-mode sampling
+    assert torch.isfinite(step.loss) and all(torch.isfinite(torch.tensor(v)) for v in step.record.values())
+    grads = [p.grad for p in decoder.parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    assert {"batch_reward", "baseline", "entropy", "sample_length", "samples_cut"} <= set(step.record)
+
+
+def test_banned_tokens_get_no_gradient_so_their_probability_cannot_grow():
+    """The samples are scored under the distribution they were drawn from (banned tokens at -inf):
+    under the full softmax, pushing down a poor sample's words would raise <unk>, <pad> and <start>,
+    never sampled and so never pushed down again (on Flickr8k the val loss went from 2.9 to 24)."""
+    decoder = _decoder("show_tell").train()
+    config = resolve_config(None, None, ["max_decode_len=6", "scst.entropy=0.01"])
+    scst_loss(decoder, _batch(), _rewards_for([5, 6, 7]), config, Collective(), CPU).loss.backward()
+    bias = decoder.out.bias.grad  # [V] the output layer's: one gradient entry per token
+    assert torch.equal(bias[[PAD_ID, START_ID, UNK_ID]], torch.zeros(3)) and bias[4:].abs().sum() > 0
+
+
+def test_references_keep_words_outside_the_vocabulary_apart():
+    vocab = Vocabulary(["<pad>", "<start>", "<end>", "<unk>", "a", "dog"], 1)
+    (refs,) = reference_ids([["a dog", "a zebra", "a yak"]], vocab, end_token=False)
+    assert refs[0] == [4, 5] and refs[1][0] == 4 and refs[2][0] == 4
+    assert refs[1][1] >= len(vocab) and refs[2][1] >= len(vocab) and refs[1][1] != refs[2][1]  # not one <unk>
+
+
+def test_document_frequencies_are_kept_and_recounted_when_the_references_change(tmp_path):
+    path = tmp_path / "cider_df.json.gz"
+    refs = [[[4, 5, 2]], [[4, 6, 2]]]
+    first = load_or_count_document_frequency(path, refs)
+    assert path.is_file() and first.counts[(4,)] == 2 and first.images == 2
+    stamp = path.stat().st_mtime_ns
+    assert load_or_count_document_frequency(path, refs) == first and path.stat().st_mtime_ns == stamp  # reused
+    other = load_or_count_document_frequency(path, refs + [[[7, 2]]])
+    assert other.images == 3 and other.counts[(7,)] == 1  # another corpus: counted again, not reused
+
+
+def test_settings_that_cannot_work_are_refused():
+    with pytest.raises(CapcacheError, match="samples >= 2"):
+        resolve_config(None, None, ["objective=scst", "scst.samples=1"])
+    with pytest.raises(CapcacheError, match="unknown objective"):
+        resolve_config(None, None, ["objective=rl"])
+    with pytest.raises(CapcacheError, match="scst.baseline"):
+        resolve_config(None, None, ["scst.baseline=beam"])
+
+
+# Runs: cross-entropy first, then self-critical fine-tuning from its best checkpoint.
+FAST = ["epochs=2", "batch_size=16", "log_every=2", "model.embed_dim=32", "model.hidden_dim=48",
+        "model.attention_dim=32", "val_max_images=10"]
+
+
+@pytest.fixture(scope="module")
+def xe_run(tiny_set, tmp_path_factory):
+    manifest, cache = tiny_set
+    out = tmp_path_factory.mktemp("xe") / "run"
+    loop.train(resolve_config("demo", None, [f"data.manifest={manifest}", f"data.cache={cache}", *FAST]), out,
+               progress=False)
+    return out
+
+
+def _scst_config(xe_run, *extra: str):
+    return finetune_config(read_json(xe_run / "config.json"), str(xe_run), True, ["optim.lr=1e-3", "epochs=2", *extra])
+
+
+@pytest.fixture(scope="module")
+def scst_run(xe_run, tmp_path_factory):
+    """Two SCST epochs from the cross-entropy run's best checkpoint, never interrupted."""
+    out = tmp_path_factory.mktemp("scst") / "run"
+    loop.train(_scst_config(xe_run), out, progress=False)
+    return out
+
+
+def test_scst_fine_tuning_is_a_run_of_its_own(xe_run, scst_run):
+    ckpt = torch.load(scst_run / "checkpoints/last.pt", weights_only=False)
+    assert ckpt["progress"]["epoch"] == 2 and ckpt["progress"]["step"] == 2 * 20  # 60 images, 3 x 5 samples a batch
+    assert json.loads((scst_run / "vocab.json").read_text()) == json.loads((xe_run / "vocab.json").read_text())
+    config = read_json(scst_run / "config.json")
+    assert config["objective"] == "scst" and config["init_from"] == str(xe_run)
+    assert (scst_run / "cider_df.json.gz").is_file()
+    epochs = [r for r in read_metrics(scst_run / "metrics.jsonl") if r["kind"] == "epoch"]
+    assert all({"train_reward", "val_CIDEr", "val_loss", "val_repeated_2grams"} <= set(r) for r in epochs)
+    assert "train_loss" not in epochs[0]
+    steps = [r for r in read_metrics(scst_run / "metrics.jsonl") if r["kind"] == "step"]
+    assert all({"batch_reward", "baseline", "entropy", "sample_length", "samples_cut"} <= set(r) for r in steps)
+    for name in ("batch_reward", "entropy", "val_repeated_2grams"):
+        assert (scst_run / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    start = torch.load(xe_run / "checkpoints/best.pt", weights_only=False)["model"]
+    assert any(not torch.equal(start[k], v) for k, v in ckpt["model"].items())  # it trained from there
+
+
+def test_scst_resumes_bit_for_bit(xe_run, scst_run, tmp_path, monkeypatch):
+    real_plot, calls = loop.plot_runs, []
+
+    def interrupt_after_first_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real_plot(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "plot_runs", interrupt_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(_scst_config(xe_run), tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(loop, "plot_runs", real_plot)
+    torch.manual_seed(99)  # the checkpoint restores the sampling RNG
+    loop.train(None, tmp_path / "resumed", resume=True, progress=False)
+    a = torch.load(scst_run / "checkpoints/last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=False)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    drop = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]  # noqa: E731
+    assert drop(read_metrics(scst_run / "metrics.jsonl")) == drop(read_metrics(tmp_path / "resumed/metrics.jsonl"))
+
+
+def test_a_source_with_another_model_is_refused(xe_run, tmp_path):
+    with pytest.raises(CapcacheError, match="another model"):
+        loop.train(_scst_config(xe_run, "model.hidden_dim=64"), tmp_path / "x", progress=False)
+    with pytest.raises(CapcacheError, match="not a trained capcache run"):
+        loop.train(finetune_config(read_json(xe_run / "config.json"), str(tmp_path), True), tmp_path / "y",
+                   progress=False)
