@@ -7,7 +7,6 @@ the search itself against answers worked out by hand.
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +19,8 @@ from pipeline.decoding import greedy_search
 from pipeline.decoding.sampling import sample_captions
 from pipeline.distributed import Collective
 from pipeline.errors import CapcacheError
+from pipeline.evaluation.compare import compare_runs, format_comparison
+from pipeline.evaluation.evaluate_run import evaluate_run
 from pipeline.evaluation.cider_d import DocumentFrequency
 from pipeline.io import read_json
 from pipeline.training.config import finetune_config, resolve_config
@@ -159,7 +165,7 @@ def test_settings_that_cannot_work_are_refused():
 
 
 # Runs: cross-entropy first, then self-critical fine-tuning from its best checkpoint.
-FAST = ["epochs=2", "batch_size=16", "log_every=2", "model.embed_dim=32", "model.hidden_dim=48",
+FAST = ["epochs=1", "batch_size=16", "log_every=2", "model.embed_dim=32", "model.hidden_dim=48",
         "model.attention_dim=32", "val_max_images=10"]
 
 
@@ -230,3 +236,49 @@ def test_a_source_with_another_model_is_refused(xe_run, tmp_path):
     with pytest.raises(CapcacheError, match="not a trained capcache run"):
         loop.train(finetune_config(read_json(xe_run / "config.json"), str(tmp_path), True), tmp_path / "y",
                    progress=False)
+
+
+def test_compare_shows_the_cross_entropy_run_and_its_scst_fine_tuning_side_by_side(xe_run, scst_run):
+    for run in (xe_run, scst_run):
+        evaluate_run(run, "val", device="cpu")
+    rows = compare_runs([xe_run, scst_run], "val")
+    assert [r.objective for r in rows] == ["xe", f"scst from {xe_run.name}"]
+    table = format_comparison(rows)
+    assert "objective" in table.splitlines()[0] and "rep-2" in table.splitlines()[0]
+
+
+DDP_SCST = """
+import sys, torch
+from torch.nn.parallel import DistributedDataParallel
+sys.path.insert(0, sys.argv[2])
+from test_scst import _batch, _decoder, _rewards_for
+from pipeline.distributed import Collective
+from pipeline.training.config import resolve_config
+from pipeline.training.scst import scst_loss
+
+comm = Collective.from_env("gloo")
+config = resolve_config(None, None, ["max_decode_len=6"])
+model = DistributedDataParallel(_decoder("att_lstm").train())  # the same weights on both ranks
+torch.manual_seed(comm.rank)  # each rank its own images and samples
+step = scst_loss(model, _batch(3 + comm.rank), _rewards_for([5, 6, 7], images=4), config, comm, torch.device("cpu"))
+step.loss.backward()
+grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+everyone = [torch.zeros_like(grads) for _ in range(comm.world)]
+torch.distributed.all_gather(everyone, grads)
+if comm.rank == 0:
+    open(sys.argv[1], "w").write(repr(((everyone[0] - everyone[1]).abs().max().item(), grads.abs().sum().item())))
+comm.close()
+"""
+
+
+def test_under_ddp_the_ranks_scst_gradients_are_averaged(tmp_path):
+    """Sampling and scoring run in eval mode, through the DDP wrapper: its gradient hooks must still fire."""
+    repo = Path(__file__).resolve().parents[1]
+    script = tmp_path / "ddp_scst.py"
+    script.write_text(DDP_SCST)
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          str(script), str(tmp_path / "out.txt"), str(repo / "tests")], cwd=repo,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    difference, size = eval((tmp_path / "out.txt").read_text())
+    assert difference == 0.0 and size > 0  # the same averaged gradient on both ranks

@@ -16,11 +16,10 @@ import torch.nn.functional as F
 from pipeline.data.vocab import END_ID, PAD_ID, START_ID
 from pipeline.decoders import build_decoder
 from pipeline.decoders.config import DecoderConfig
-from pipeline.distributed import Collective
 from pipeline.errors import CapcacheError
 from pipeline.training.config import OptimConfig, resolve_config
 from pipeline.training.data import Batch, collate
-from pipeline.training.cross_entropy import caption_loss, training_loss
+from pipeline.training.cross_entropy import caption_loss
 from pipeline.training.loop import optimizer_step
 from pipeline.training.schedules import Schedule
 

@@ -1,8 +1,9 @@
 """`capcache compare`: the seed-000 style table of several evaluated runs.
 
 Each row comes from a run folder alone: scores and diversity figures from eval/<split>.json,
-parameter count and training time from the last checkpoint, and which cache (encoder, weights,
-key) the decoder was trained on.
+parameter count and training time from the last checkpoint, the objective (cross-entropy, or
+self-critical fine-tuning and the run it started from), and which cache (encoder, weights, key)
+the decoder was trained on.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from pipeline.errors import CapcacheError
 from pipeline.evaluation.table import COLUMNS, DIVERSITY_COLUMNS, diversity_cells, format_table
 from pipeline.io import read_json
+from pipeline.training.config import TrainConfig
 from pipeline.training.load import load_trained
 from pipeline.training.metrics_log import read_metrics
 from pipeline.training.run_folder import RunFolder
@@ -27,13 +29,14 @@ class RunRow:
     train_seconds: float
     cache: str  # "<encoder> (<weights>) <key>"
     decoding: str
+    objective: str = "xe"  # "xe", or "scst from <run>" for a run fine-tuned from another's weights
 
     def cells(self) -> dict[str, float | str | None]:
         return {**self.scores, **self.diversity, "params": f"{self.params / 1e6:.1f}M", "train time": _duration(self.train_seconds),
-                "decoding": self.decoding, "cache": self.cache}
+                "decoding": self.decoding, "objective": self.objective, "cache": self.cache}
 
 
-EXTRA_COLUMNS = ("params", "train time", "decoding", "cache")
+EXTRA_COLUMNS = ("params", "train time", "decoding", "objective", "cache")
 
 
 def compare_runs(run_dirs: list[str | Path], split: str = "test") -> list[RunRow]:
@@ -41,7 +44,7 @@ def compare_runs(run_dirs: list[str | Path], split: str = "test") -> list[RunRow
     for run_dir in run_dirs:
         run = RunFolder(Path(run_dir))
         report = read_eval_report(run, split)
-        decoder = load_trained(run.root, "last", "cpu").decoder
+        trained = load_trained(run.root, "last", "cpu")
         epochs = [r for r in read_metrics(run.metrics) if r["kind"] == "epoch"]
         cache = read_json(run.cache_info)
         encoder = cache["spec"]["encoder"]
@@ -49,9 +52,10 @@ def compare_runs(run_dirs: list[str | Path], split: str = "test") -> list[RunRow
         rows.append(RunRow(
             name=run.root.name, scores={c: report["scores"].get(c) for c in COLUMNS},
             diversity=diversity_cells(report.get("diversity")),
-            params=sum(p.numel() for p in decoder.parameters()), train_seconds=epochs[-1]["seconds"] if epochs else 0.0,
+            params=sum(p.numel() for p in trained.decoder.parameters()),
+            train_seconds=epochs[-1]["seconds"] if epochs else 0.0,
             cache=f"{encoder['encoder']} ({encoder['weights']}) {cache['key']}",
-            decoding=decoding_label(decoding)))
+            decoding=decoding_label(decoding), objective=objective_label(trained.config)))
     return rows
 
 
@@ -71,6 +75,11 @@ def decoding_label(decoding: dict) -> str:
     """"greedy" or "beam K" from the decoding record of an eval/<split>.json."""
     size = decoding.get("beam_size", 1)
     return f"beam {size}" if decoding.get("method") == "beam" and size > 1 else "greedy"
+
+
+def objective_label(config: TrainConfig) -> str:
+    """"xe", or e.g. "scst from lstm" when the run started from another run's weights."""
+    return f"{config.objective} from {Path(config.init_from).name}" if config.init_from else config.objective
 
 
 def _duration(seconds: float) -> str:

@@ -28,7 +28,6 @@ from pipeline.data.manifest import Manifest
 from pipeline.data.text import tokenizer
 from pipeline.data.vocab import Vocabulary
 from pipeline.decoders import build_decoder
-from pipeline.decoders.base import CaptionDecoder
 from pipeline.decoders.glove import init_word_embeddings
 from pipeline.decoding.captions import caption_cached_images
 from pipeline.device import resolve_device
@@ -38,7 +37,7 @@ from pipeline.errors import CapcacheError
 from pipeline.io import atomic_write_json, read_json
 from pipeline.training.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from pipeline.training.config import TrainConfig
-from pipeline.training.cross_entropy import caption_loss, training_loss
+from pipeline.training.cross_entropy import caption_loss
 from pipeline.training.data import CaptionGroups, collate, items_per_batch
 from pipeline.training.global_batch import NonFiniteLoss
 from pipeline.training.init_from import initial_weights
