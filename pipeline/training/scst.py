@@ -31,7 +31,7 @@ from pipeline.data.text import tokenizer
 from pipeline.data.vocab import END_ID, PAD_ID, Vocabulary
 from pipeline.decoding.banned import banned_positions
 from pipeline.decoding.greedy import greedy_search
-from pipeline.decoding.sampling import sample_captions
+from pipeline.decoding.sampling import Samples, sample_captions
 from pipeline.evaluation.cider_d import CiderD, DocumentFrequency, PreparedReferences
 from pipeline.io import atomic_path
 from pipeline.training.config import TrainConfig
@@ -112,41 +112,53 @@ def scst_loss(model, batch: Batch, rewards: CiderReward, config: TrainConfig, co
 
 
 def _scst_loss(model, decoder, batch: Batch, rewards: CiderReward, config: TrainConfig, comm, device) -> ScstStep:
-    cfg, n = config.scst, config.scst.samples
-    samples = sample_captions(decoder, batch.features, n, config.max_decode_len, cfg.temperature, SAMPLE_MIN_LEN)
-    images = batch.images.repeat_interleave(n).tolist()  # [K*N] record index of each sample
-    reward = torch.as_tensor(rewards(images, samples.captions(), samples.ended.tolist()), dtype=torch.float32,
-                             device=device)  # [K*N]
-    by_image = reward.view(-1, n)  # [K, N]
-    if cfg.baseline == "greedy":
-        greedy, _ = greedy_search(decoder, batch.features, config.max_decode_len)
-        ended = [len(c) < config.max_decode_len for c in greedy]
-        baseline = torch.as_tensor(rewards(batch.images.tolist(), greedy, ended), dtype=torch.float32,
-                                   device=device).repeat_interleave(n)
-    else:  # each sample against the mean of the image's other samples
-        baseline = ((by_image.sum(1, keepdim=True) - by_image) / (n - 1)).flatten()  # [K*N]
-    advantage = reward - baseline  # [K*N]
-
-    tokens = samples.teacher_forcing_tokens()  # [K*N, T+1]
-    inputs, targets = tokens[:, :-1], tokens[:, 1:]  # [K*N, T] each
-    rows = torch.arange(batch.features.size(0), device=device).repeat_interleave(n)  # [K*N] feature row
-    out = model(batch.features, inputs, 1.0, rows)  # logits [K*N, T, V]
-    mask = targets != PAD_ID  # [K*N, T] the sampled tokens, <end> included
-    # the distribution the samples were drawn from: the sampler's banned tokens at -inf. Scored
-    # with the full softmax instead, pushing down a poor sample's words would raise <unk>, <pad> and
-    # <start>, which are never sampled and so never pushed down again: their mass grows unchecked.
-    banned = banned_positions(targets.size(1), out.logits.size(-1), SAMPLE_MIN_LEN, device=device)  # [T, V]
-    log_probs = (out.logits.float() / cfg.temperature).masked_fill(banned, -math.inf).log_softmax(-1)  # [K*N, T, V]
-    chosen = log_probs.gather(2, targets.unsqueeze(2)).squeeze(2).masked_fill(~mask, 0.0)  # [K*N, T] (<pad>: -inf)
-    policy = -(advantage.unsqueeze(1) * chosen).sum()
-    # p log p with p = 0 at the banned tokens: 0, not 0 * -inf (and no NaN gradient through it)
-    entropy = -(log_probs.exp() * log_probs.masked_fill(banned, 0.0)).sum(-1)[mask].sum()
-    objective = policy - cfg.entropy * entropy
+    cfg = config.scst
+    samples = sample_captions(decoder, batch.features, cfg.samples, config.max_decode_len, cfg.temperature,
+                              SAMPLE_MIN_LEN)
+    reward, baseline = _reward_and_baseline(decoder, batch, samples, rewards, config, device)  # [K*N] each
+    chosen, entropy, mask = _sample_log_probs(model, batch, samples, cfg.temperature, device)
+    objective = -((reward - baseline).unsqueeze(1) * chosen).sum() - cfg.entropy * entropy
     count = int(mask.sum())
     value, entropy_sum = torch.stack([objective.detach(), entropy.detach()]).tolist()
     (tokens_global,) = global_counts(comm, device, value, [count])
-    lengths = samples.tokens.ne(PAD_ID).sum(1).float() - samples.ended.float()  # [K*N] words
+    words = samples.tokens.ne(PAD_ID).sum(1).float() - samples.ended.float()  # [K*N]
     record = {"batch_reward": reward.mean().item(), "baseline": baseline.mean().item(),
-              "entropy": entropy_sum / max(count, 1), "sample_length": lengths.mean().item(),
+              "entropy": entropy_sum / max(count, 1), "sample_length": words.mean().item(),
               "samples_cut": 1.0 - samples.ended.float().mean().item()}
     return ScstStep(objective / max(tokens_global, 1.0), record)
+
+
+def _reward_and_baseline(decoder, batch: Batch, samples: Samples, rewards: CiderReward, config: TrainConfig,
+                         device) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (each sample's reward [K*N], its baseline [K*N])."""
+    n = samples.per_image
+    images = batch.images.repeat_interleave(n).tolist()  # [K*N] record index of each sample
+    reward = torch.as_tensor(rewards(images, samples.captions(), samples.ended.tolist()), dtype=torch.float32,
+                             device=device)
+    if config.scst.baseline == "greedy":
+        greedy, _ = greedy_search(decoder, batch.features, config.max_decode_len)
+        ended = [len(c) < config.max_decode_len for c in greedy]
+        baseline = torch.as_tensor(rewards(batch.images.tolist(), greedy, ended), dtype=torch.float32, device=device)
+        return reward, baseline.repeat_interleave(n)
+    by_image = reward.view(-1, n)  # [K, N]: each sample against the mean of its image's other samples
+    return reward, ((by_image.sum(1, keepdim=True) - by_image) / (n - 1)).flatten()
+
+
+def _sample_log_probs(model, batch: Batch, samples: Samples, temperature: float,
+                      device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One teacher-forced forward over the samples -> (log-prob of each sampled token [K*N, T], 0 after
+    <end>; the summed entropy of those steps' distributions; mask [K*N, T] of the sampled tokens)."""
+    tokens = samples.teacher_forcing_tokens()  # [K*N, T+1]
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]  # [K*N, T] each
+    rows = torch.arange(batch.features.size(0), device=device).repeat_interleave(samples.per_image)  # [K*N]
+    logits = model(batch.features, inputs, 1.0, rows).logits.float() / temperature  # [K*N, T, V]
+    mask = targets != PAD_ID  # <end> included
+    # the distribution the samples were drawn from: the sampler's banned tokens at -inf. Scored
+    # with the full softmax instead, pushing down a poor sample's words would raise <unk>, <pad> and
+    # <start>, which are never sampled and so never pushed down again: their mass grows unchecked.
+    banned = banned_positions(targets.size(1), logits.size(-1), SAMPLE_MIN_LEN, device=device)  # [T, V]
+    log_probs = logits.masked_fill(banned, -math.inf).log_softmax(-1)  # [K*N, T, V]
+    chosen = log_probs.gather(2, targets.unsqueeze(2)).squeeze(2).masked_fill(~mask, 0.0)  # (<pad> targets: -inf)
+    # p log p with p = 0 at the banned tokens: 0, not 0 * -inf (and no NaN gradient through it)
+    entropy = -(log_probs.exp() * log_probs.masked_fill(banned, 0.0)).sum(-1)[mask].sum()
+    return chosen, entropy, mask
