@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-
 import pytest
 from pycocoevalcap.cider.cider import Cider
 
 from pipeline.data.text import karpathy_words
 from pipeline.evaluation.cider_d import CiderD, DocumentFrequency
 
-
-def _flickr8k(shared_data, images: int) -> dict[str, list[list[str]]]:
-    captions: dict[str, list[list[str]]] = defaultdict(list)
-    for line in (shared_data / "flickr8k_text" / "Flickr8k.token.txt").read_text(encoding="utf-8").splitlines():
-        name, _, caption = line.partition("\t")
-        image = name.split("#")[0]
-        if image in captions or len(captions) < images:
-            captions[image].append(karpathy_words(caption))
-    return dict(captions)
+from helpers import flickr8k_captions
 
 
 def test_equals_pycocoevalcap_cider_on_real_flickr8k_captions(shared_data):
     """Each image's first caption against its other four, 300 images, the same tokens and corpus."""
-    captions = _flickr8k(shared_data, 300)
+    captions = {image: [karpathy_words(c) for c in caps] for image, caps in
+                flickr8k_captions(shared_data / "flickr8k_text" / "Flickr8k.token.txt", 300).items()}
     ids: dict[str, int] = {}
     as_ids = lambda words: [ids.setdefault(w, len(ids) + 4) for w in words]  # noqa: E731  (ids 0-3: special tokens)
     gts = {image: [" ".join(c) for c in caps[1:]] for image, caps in captions.items()}

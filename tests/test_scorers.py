@@ -37,6 +37,8 @@ from pipeline.evaluation.java import JavaToolError
 from pipeline.evaluation.ptb import approximate_ptb, ptb_tokenize
 from pipeline.evaluation.scorers import METRICS, score_captions
 
+from helpers import flickr8k_captions
+
 PACKAGE_DIR = Path(ptbtokenizer.__file__).resolve().parents[1]  # site-packages/pycocoevalcap
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="Java not installed")
 
@@ -49,23 +51,11 @@ CANDIDATES = {"dog": "a dog running on the grass", "bike": "a man riding a bike 
 
 # ---------------------------------------------------------------- Flickr8k sample, scored twice
 
-def _flickr8k_captions(path: Path, n_images: int) -> dict[str, list[str]]:
-    captions: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            key, caption = line.rstrip("\n").split("\t")
-            image = key.split("#")[0]
-            if image not in captions and len(captions) == n_images:
-                break
-            captions.setdefault(image, []).append(caption)
-    return captions
-
-
 @pytest.fixture(scope="module")
 def sample(shared_data: Path) -> SimpleNamespace:
     """Candidate = an image's first caption, references = its other four; plus a candidate equal to
     a reference, an empty one and another image's caption, all against the first image's refs."""
-    captions = _flickr8k_captions(shared_data / "flickr8k_text" / "Flickr8k.token.txt", 50)
+    captions = flickr8k_captions(shared_data / "flickr8k_text" / "Flickr8k.token.txt", 50)
     first, other = list(captions)[:2]
     candidates = {image: caps[0] for image, caps in captions.items()}
     references = {image: caps[1:] for image, caps in captions.items()}

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -27,6 +23,8 @@ from pipeline.training.config import finetune_config, resolve_config
 from pipeline.training.data import Batch
 from pipeline.training.metrics_log import read_metrics
 from pipeline.training.scst import CiderReward, load_or_count_document_frequency, reference_ids, scst_loss
+
+from helpers import torchrun_two_processes, train_interrupted_after_first_epoch
 
 SMALL = DecoderConfig(embed_dim=16, hidden_dim=32, attention_dim=16, num_layers=2, dropout=0.0, feature_norm="layernorm",
                       feature_proj="linear", proj_dim=32, grid_encoder_layers=1, heads=4, ff_dim=64)
@@ -209,18 +207,7 @@ def test_scst_fine_tuning_is_a_run_of_its_own(xe_run, scst_run):
 
 
 def test_scst_resumes_bit_for_bit(xe_run, scst_run, tmp_path, monkeypatch):
-    real_plot, calls = loop.plot_runs, []
-
-    def interrupt_after_first_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 1:
-            raise KeyboardInterrupt
-        return real_plot(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "plot_runs", interrupt_after_first_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        loop.train(_scst_config(xe_run), tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(loop, "plot_runs", real_plot)
+    train_interrupted_after_first_epoch(monkeypatch, _scst_config(xe_run), tmp_path / "resumed")
     torch.manual_seed(99)  # the checkpoint restores the sampling RNG
     loop.train(None, tmp_path / "resumed", resume=True, progress=False)
     a = torch.load(scst_run / "checkpoints/last.pt", weights_only=False)["model"]
@@ -273,12 +260,6 @@ comm.close()
 
 def test_under_ddp_the_ranks_scst_gradients_are_averaged(tmp_path):
     """Sampling and scoring run in eval mode, through the DDP wrapper: its gradient hooks must still fire."""
-    repo = Path(__file__).resolve().parents[1]
-    script = tmp_path / "ddp_scst.py"
-    script.write_text(DDP_SCST)
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          str(script), str(tmp_path / "out.txt"), str(repo / "tests")], cwd=repo,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    difference, size = eval((tmp_path / "out.txt").read_text())
+    out = torchrun_two_processes(DDP_SCST, tmp_path, "out.txt")
+    difference, size = eval(out.read_text())
     assert difference == 0.0 and size > 0  # the same averaged gradient on both ranks

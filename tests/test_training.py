@@ -20,6 +20,8 @@ from pipeline.training.config import resolve_config
 from pipeline.training.metrics_log import read_metrics
 from pipeline.training.plots import SEED_000_CURVES
 
+from helpers import train_interrupted_after_first_epoch
+
 FAST = ["epochs=3", "batch_size=16", "log_every=2", "model.embed_dim=32", "model.hidden_dim=48",
         "model.attention_dim=32", "val_max_images=10", "teacher_forcing=0.8"]
 
@@ -60,19 +62,7 @@ def straight(tiny_set, tmp_path_factory) -> Path:
 
 
 def test_interrupted_and_resumed_run_ends_with_identical_weights(tiny_set, straight, tmp_path, monkeypatch):
-
-    real_plot, calls = loop.plot_runs, []
-
-    def interrupt_after_first_epoch(*args, **kwargs):  # called once per epoch, after the checkpoint
-        calls.append(1)
-        if len(calls) == 1:
-            raise KeyboardInterrupt
-        return real_plot(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "plot_runs", interrupt_after_first_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        loop.train(_config(tiny_set), tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(loop, "plot_runs", real_plot)
+    train_interrupted_after_first_epoch(monkeypatch, _config(tiny_set), tmp_path / "resumed")
     torch.manual_seed(1234)  # a resumed process starts with other RNG state; the checkpoint must restore it
     result = loop.train(None, tmp_path / "resumed", resume=True, progress=False)
     assert result.epochs == 3

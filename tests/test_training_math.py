@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +18,8 @@ from pipeline.training.data import Batch, collate
 from pipeline.training.cross_entropy import caption_loss
 from pipeline.training.loop import optimizer_step
 from pipeline.training.schedules import Schedule
+
+from helpers import torchrun_two_processes
 
 VOCAB, TOKENS, DIM = 40, 9, 24
 DECODERS = {  # every registered kind, with the per-image work that grouping saves switched on
@@ -158,14 +156,7 @@ comm.close()
 
 
 def test_two_processes_give_the_single_process_gradient_of_the_global_batch(tmp_path):
-    repo = Path(__file__).resolve().parents[1]
-    script = tmp_path / "ddp_gradient.py"
-    script.write_text(DDP_GRADIENT)
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          str(script), str(tmp_path / "worst.txt"), str(repo / "tests")], cwd=repo,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    worst = float((tmp_path / "worst.txt").read_text())
+    worst = float(torchrun_two_processes(DDP_GRADIENT, tmp_path, "worst.txt").read_text())
     assert worst < 1e-6, worst
 
 

@@ -1,0 +1,57 @@
+"""What several test modules do alike: interrupt a training run, read Flickr8k captions, run a
+script under torchrun."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pipeline.training.loop as loop
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def train_interrupted_after_first_epoch(monkeypatch, config, out: Path) -> None:
+    """Train ``config`` into ``out`` and stop it like Ctrl-C right after epoch 1's checkpoint
+    (``plot_runs`` is called once per epoch, after the checkpoints are written)."""
+    real_plot, calls = loop.plot_runs, []
+
+    def interrupt_after_first_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real_plot(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "plot_runs", interrupt_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(config, out, progress=False)
+    monkeypatch.setattr(loop, "plot_runs", real_plot)
+
+
+def flickr8k_captions(path: Path, n_images: int) -> dict[str, list[str]]:
+    """The first ``n_images`` images of a Flickr8k.token.txt, each with its captions in file order."""
+    captions: dict[str, list[str]] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            key, caption = line.rstrip("\n").split("\t")
+            image = key.split("#")[0]
+            if image not in captions and len(captions) == n_images:
+                break
+            captions.setdefault(image, []).append(caption)
+    return captions
+
+
+def torchrun_two_processes(script: str, tmp_path: Path, out_name: str) -> Path:
+    """Run ``script`` as 2 gloo ranks (argv: the output file, the tests folder); -> the output file."""
+    path = tmp_path / "script.py"
+    path.write_text(script)
+    out = tmp_path / out_name
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          str(path), str(out), str(REPO / "tests")], cwd=REPO,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return out
