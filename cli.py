@@ -56,8 +56,9 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Folder for data, cach
 
 @app.command("import")
 @friendly_errors
-def import_(fmt: str = typer.Argument(..., metavar="FORMAT", help="karpathy | flickr8k | kaggle | coco"),
-            path: Path = typer.Argument(..., help="Caption file (dataset_*.json, Flickr8k.token.txt, captions.txt, captions_*.json)."),
+def import_(fmt: str = typer.Argument(..., metavar="FORMAT", help="karpathy | flickr8k | kaggle | coco | nus-wide | labels-csv"),
+            path: Path = typer.Argument(..., help="Caption file (dataset_*.json, Flickr8k.token.txt, captions.txt, captions_*.json), "
+                                                  "NUS-WIDE's folder, or a labels CSV (image,labels[,tags][,split])."),
             images: Path = typer.Option(..., help="Folder holding the image files."),
             out: str = typer.Option(..., help="Manifest name (saved as data_manifests/NAME.json) or a .json path."),
             split: Optional[str] = typer.Option(None, help="COCO: the split of this file (default: from its name)."),
@@ -150,15 +151,31 @@ def train(out: Path = typer.Option(..., help="Run folder to create (or continue 
           preset: Optional[str] = typer.Option(None, help="demo | resnet-lstm-baseline | resnet-lstm-att | resnet-transformer | clip-transformer"),
           config: Optional[Path] = typer.Option(None, help="JSON or TOML file with config fields."),
           set_: Optional[List[str]] = typer.Option(None, "--set", help="Override KEY=VALUE, e.g. optim.lr=1e-3."),
-          resume: bool = typer.Option(False, help="Continue the run in --out where it stopped.")):
-    """Train a caption decoder from a feature cache."""
+          resume: bool = typer.Option(False, help="Continue the run in --out where it stopped."),
+          task: str = typer.Option("captioning", help="captioning | tagging (presets vcnn-top3, vcnn-lqp, "
+                                                      "vcnn-mlp-lp-top3, composite-topk)")):
+    """Train a caption decoder (or with --task tagging, seed 004's tagging heads) from a feature cache."""
     from pipeline.config import load_file
-    from pipeline.training.config import resolve_config
-    from pipeline.training.loop import train as run_train
 
     overrides = [f"data.manifest={manifest.resolve()}"] if manifest else []
     overrides += [f"data.cache={cache.resolve()}"] if cache else []
-    cfg = None if resume else resolve_config(preset, load_file(config) if config else None, overrides + (set_ or []))
+    if resume:
+        from pipeline.training.tagging.load import run_task
+        task = run_task(out)
+    file_data = load_file(config) if config else None
+    if task == "tagging":
+        from pipeline.training.tagging.config import resolve_tagging_config
+        from pipeline.training.tagging.loop import train_tagger
+
+        cfg = None if resume else resolve_tagging_config(preset, file_data, overrides + (set_ or []))
+        _report_training(train_tagger(cfg, out, resume=resume))
+        return
+    if task != "captioning":
+        raise CapcacheError(f"unknown task {task!r}; use captioning or tagging")
+    from pipeline.training.config import resolve_config
+    from pipeline.training.loop import train as run_train
+
+    cfg = None if resume else resolve_config(preset, file_data, overrides + (set_ or []))
     _report_training(run_train(cfg, out, resume=resume))
 
 
@@ -213,9 +230,15 @@ def eval_(run: Path = typer.Argument(..., help="Run folder."), split: str = type
           beam: int = BEAM, max_len: Optional[int] = MAX_LEN, min_len: int = MIN_LEN,
           length_penalty: float = LENGTH_PENALTY, no_repeat_ngram: int = NO_REPEAT, allow_unk: bool = ALLOW_UNK,
           device: str = typer.Option("auto"), spice: bool = typer.Option(False, help="Also SPICE (needs its download).")):
-    """Decode a split with a trained run, score it with pycocoevalcap and measure how varied the captions are."""
+    """Decode a split with a trained run, score it with pycocoevalcap and measure how varied the captions are
+    (a tagging run: seed 004's table for each indicator function)."""
     from pipeline.evaluation.evaluate_run import evaluate_run
     from pipeline.evaluation.table import DIVERSITY_COLUMNS, diversity_cells, format_table
+    from pipeline.training.tagging.load import run_task
+
+    if run_task(run) == "tagging":
+        _eval_tagging(run, split, checkpoint, device)
+        return
 
     decoding = _decoding(beam, max_len, min_len, length_penalty, no_repeat_ngram, allow_unk)
     report = evaluate_run(run, split, checkpoint, batch_size, device=device, spice=spice, decoding=decoding,
@@ -225,6 +248,77 @@ def eval_(run: Path = typer.Argument(..., help="Run folder."), split: str = type
     for metric, reason in report["unavailable"].items():
         typer.echo(f"{metric} unavailable: {reason}")
     typer.echo(f"written: {run / 'eval' / (split + '.json')}")
+
+
+def _eval_tagging(run: Path, split: str, checkpoint: str, device: str) -> None:
+    from pipeline.evaluation.table import format_table
+    from pipeline.evaluation.tagging.evaluate import TAGGING_COLUMNS, evaluate_tagging_run
+
+    report = evaluate_tagging_run(run, split, checkpoint, device)
+    typer.echo(format_table(report["rows"], TAGGING_COLUMNS))
+    typer.echo(f"{report['n_images']} images ({report['left_out_unlabelled']} without labels left out); threshold "
+               f"alpha {report['alpha']:.2f} chosen on {report['alpha_chosen_on']}; this run's row: {report['headline']}")
+    typer.echo(f"written: {run / 'eval' / (split + '.json')}")
+
+
+@app.command()
+@friendly_errors
+def tag(run: Path = typer.Argument(..., help="Tagging run folder."),
+        images: List[Path] = typer.Argument(..., help="Image files and/or folders."),
+        tags: Optional[Path] = typer.Option(None, help="Runs with a tag modality: JSON {file: [noisy tags]}."),
+        checkpoint: str = typer.Option("best", help="best | last"),
+        weights: Optional[str] = typer.Option(None, help="Only for runs whose encoder used a local weights file."),
+        json_out: Optional[Path] = typer.Option(None, "--json", help="Also write labels and probabilities here."),
+        batch_size: int = typer.Option(16), workers: int = typer.Option(2, help="Image-decoding processes."),
+        device: str = typer.Option("auto")):
+    """Tag new images with a tagging run (its own encoder); prints file<TAB>label, label, ..."""
+    from pipeline.inference.tag_images import tag_images
+    from pipeline.io import atomic_write_json, read_json
+
+    given = {str(Path(k)): v for k, v in read_json(tags).items()} if tags else None
+    result = tag_images(run, images, checkpoint, weights, given, batch_size, device, workers, progress=True)
+    for item in result.images:
+        typer.echo(f"{item.path}\t{', '.join(item.labels)}")
+    for path, why in result.skipped.items():
+        typer.secho(f"skipped {path}: {why}", err=True)
+    if json_out:
+        atomic_write_json(json_out, {"run": str(run), "indicator": result.indicator, "skipped": result.skipped,
+                                     "images": [{"file": str(i.path), "labels": i.labels,
+                                                 "probabilities": i.probabilities} for i in result.images]})
+
+
+labels_app = typer.Typer(no_args_is_help=True, help="Add multi-label tagging data to a manifest.")
+app.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("from-captions")
+@friendly_errors
+def labels_from_captions(manifest: Path = typer.Argument(..., help="Manifest JSON with captions."),
+                         top: int = typer.Option(80, help="Concept classes: the words labelling most train images."),
+                         min_captions: int = typer.Option(2, help="A word labels an image when this many captions use it."),
+                         nouns: Optional[Path] = typer.Option(None, help="Nouns list (one per line, e.g. WordNet "
+                                                                         "index.noun): only nouns become classes."),
+                         tags_from_caption: Optional[int] = typer.Option(
+                             None, help="Hold out each image's caption N (0-based) as its noisy tags; labels come "
+                                        "from the other captions."),
+                         tag_vocab: int = typer.Option(1000, help="Tags kept: the most frequent in train."),
+                         out: Optional[Path] = typer.Option(None, help="Write a new manifest here (default: in place).")):
+    """Derive visual-concept labels from reference captions (Fang et al. 2015), so a caption set becomes a
+    multi-label tagging set."""
+    from pipeline.data.concepts import concepts_from_captions, load_nouns
+    from pipeline.data.manifest import Manifest
+
+    m = Manifest.load(manifest)
+    m.labels = concepts_from_captions(m, top, min_captions, load_nouns(nouns) if nouns else None,
+                                      tags_from_caption=tags_from_caption, tag_vocab=tag_vocab)
+    counts = [len(e.labels) for e in m.labels.images.values()]
+    target = out or manifest
+    m.save(target)
+    typer.echo(f"{len(m.labels.classes)} classes: {', '.join(m.labels.classes[:12])}, ...")
+    typer.echo(f"labels per image: mean {sum(counts) / max(len(counts), 1):.2f}, max {max(counts, default=0)}; "
+               f"{sum(c == 0 for c in counts)} images without any" +
+               (f"; {len(m.labels.tags)} tags from caption {tags_from_caption}" if m.labels.tags else ""))
+    typer.echo(f"manifest: {target}")
 
 
 @app.command()
@@ -264,14 +358,24 @@ def caption(run: Path = typer.Argument(..., help="Run folder."),
 @friendly_errors
 def compare(runs: List[Path] = typer.Argument(..., help="Evaluated run folders."), split: str = typer.Option("test"),
             markdown: Optional[Path] = typer.Option(None, help="Also write the table as Markdown to this file.")):
-    """Side-by-side table of evaluated runs: scores, diversity, parameters, training time, cache used."""
+    """Side-by-side table of evaluated runs: scores, diversity, parameters, training time, cache used
+    (tagging runs: seed 004's table, each run's own indicator row)."""
     from pipeline.evaluation.compare import compare_runs, format_comparison
+    from pipeline.evaluation.tagging.compare import compare_tagging_runs, format_tagging_comparison
     from pipeline.io import atomic_write_text
+    from pipeline.training.tagging.load import run_task
 
-    rows = compare_runs(runs, split)
-    typer.echo(format_comparison(rows))
+    tasks = {run_task(r) for r in runs}
+    if len(tasks) > 1:
+        raise CapcacheError("compare takes captioning runs or tagging runs, not both; compare each kind apart")
+    if tasks == {"tagging"}:
+        rows = compare_tagging_runs(runs, split)
+        table = functools.partial(format_tagging_comparison, rows)
+    else:
+        table = functools.partial(format_comparison, compare_runs(runs, split))
+    typer.echo(table())
     if markdown:
-        atomic_write_text(markdown, format_comparison(rows, markdown=True) + "\n")
+        atomic_write_text(markdown, table(markdown=True) + "\n")
         typer.echo(f"written: {markdown}")
 
 
@@ -280,10 +384,38 @@ def compare(runs: List[Path] = typer.Argument(..., help="Evaluated run folders."
 def report(run: Path = typer.Argument(..., help="Evaluated run folder."), split: str = typer.Option("test"),
            out: Optional[Path] = typer.Option(None, help="HTML file (default RUN/report_<split>.html)."),
            gallery: int = typer.Option(24, help="Images in the gallery: half best, half worst by CIDEr.")):
-    """Self-contained HTML page: scores, caption diversity, training plots, best and worst captions with references."""
-    from pipeline.report.html import write_report
+    """Self-contained HTML page: scores, caption diversity, training plots, best and worst captions with references
+    (a tagging run: the indicator table and predicted against true labels per image)."""
+    from pipeline.training.tagging.load import run_task
 
+    if run_task(run) == "tagging":
+        from pipeline.report.tagging_html import write_tagging_report as write_report
+    else:
+        from pipeline.report.html import write_report
     typer.echo(str(write_report(run, split, out, gallery)))
+
+
+@app.command()
+@friendly_errors
+def serve(runs: List[Path] = typer.Argument(..., help="Trained captioning run folders (a run selector compares them)."),
+          host: str = typer.Option("127.0.0.1", help="Interface to bind; the default is this machine only."),
+          port: int = typer.Option(8000, min=1, max=65535), device: str = typer.Option("auto"),
+          beam: int = typer.Option(3, min=1, help="Beam size of every caption."),
+          n_best: int = typer.Option(3, min=1, help="Captions listed per image (at most the beam size)."),
+          max_mb: float = typer.Option(20.0, help="Largest request body in MB (413 above it)."),
+          max_images: int = typer.Option(16, min=1, help="Images per request."),
+          allow_urls: bool = typer.Option(False, "--allow-urls", help="Let clients have the server fetch image URLs.")):
+    """Caption photos in the browser (a page to drop them on) or over a JSON API (POST /caption)."""
+    from pipeline.serve.app import Limits
+    from pipeline.serve.server import serve as run_server
+
+    from pipeline.training.tagging.load import run_task
+
+    for run in runs:
+        if run_task(run) != "captioning":
+            raise CapcacheError(f"{run} is a tagging run; serve captions images, so pass captioning runs")
+    limits = Limits(max_bytes=int(max_mb * 1024 * 1024), max_images=max_images)
+    run_server(runs, host, port, device, beam, n_best, limits, allow_urls, announce=lambda line: typer.echo(line))
 
 
 @app.command("metrics-check")

@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pipeline.data.labels import LabelSet
 from pipeline.errors import DataError
 from pipeline.io import atomic_write_json, read_json
 
@@ -34,6 +35,7 @@ class Manifest:
     images: list[ImageRecord]
     source: dict = field(default_factory=dict)  # format and input files, for provenance
     version: int = MANIFEST_VERSION
+    labels: LabelSet | None = None  # multi-label tagging data (pipeline/data/labels.py), when the set has it
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -43,6 +45,9 @@ class Manifest:
             if rec.image_id in seen:
                 raise DataError(f"duplicate image id {rec.image_id!r} in manifest {self.name!r}")
             seen.add(rec.image_id)
+        if self.labels is not None and (strays := set(self.labels.images) - seen):
+            raise DataError(f"the labels section names image {sorted(strays)[0]!r}, which manifest {self.name!r} "
+                            "does not have")
 
     # -- queries ---------------------------------------------------------------------------
     def split(self, name: str) -> list[ImageRecord]:
@@ -63,14 +68,17 @@ class Manifest:
 
     # -- persistence -----------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("labels")
+        return {**d, **({"labels": self.labels.to_dict()} if self.labels is not None else {})}
 
     @classmethod
     def from_dict(cls, d: dict, path: object = "<manifest>") -> "Manifest":
         try:
             images = [ImageRecord(**r) for r in d["images"]]
+            labels = LabelSet.from_dict(d["labels"]) if d.get("labels") is not None else None
             return cls(name=d["name"], image_root=d["image_root"], images=images,
-                       source=d.get("source", {}), version=d.get("version", MANIFEST_VERSION))
+                       source=d.get("source", {}), version=d.get("version", MANIFEST_VERSION), labels=labels)
         except (KeyError, TypeError) as e:
             raise DataError(f"not a capcache manifest ({e}); create one with `capcache import`", path) from e
 

@@ -1,8 +1,5 @@
-"""`capcache caption`: captions for image files that were never in a manifest or a cache.
-
-The run folder says which encoder, weights, grid and preprocessing produced its training
-features; the same encoder is rebuilt from that record and its output is rounded to the cache's
-storage dtype, so a new image reaches the decoder exactly as a cached one would.
+"""`capcache caption`: captions for image files that were never in a manifest or a cache, from
+the features pipeline/extract/new_files.py computes for them as the run's cache would hold them.
 """
 
 from __future__ import annotations
@@ -12,22 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from pipeline.data.vocab import PAD_ID, START_ID
 from pipeline.decoders.base import CaptionDecoder
 from pipeline.decoding.config import DecodingConfig
 from pipeline.decoding.search import decode, ended
 from pipeline.encoders.preprocessing import Preprocessing
-from pipeline.encoders.registry import rebuild_encoder
 from pipeline.errors import CapcacheError
-from pipeline.extract.images import ImageFiles
-from pipeline.extract.inference import encode_images, prepare_encoder
+from pipeline.extract.new_files import FileEncoder, image_files
 from pipeline.io import read_json
 from pipeline.training.load import load_trained
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
 @dataclass
@@ -48,21 +39,6 @@ class CaptionResult:
     preprocessing: Preprocessing | None = None  # how the encoder saw the images, for attention maps
 
 
-def image_files(inputs: list[str | Path]) -> list[Path]:
-    """Files given directly, plus image files found (recursively, sorted) in given folders."""
-    files: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        elif item.exists():
-            files.append(item)
-        else:
-            raise CapcacheError(f"{item} does not exist; pass image files or folders")
-    if not files:
-        raise CapcacheError(f"no image files found in {', '.join(map(str, inputs))}")
-    return files
-
-
 def caption_images(run_dir: str | Path, inputs: list[str | Path], decoding: DecodingConfig | None = None,
                    checkpoint: str = "best", weights: str | None = None, batch_size: int = 16,
                    device: str = "auto", attention: bool = False, workers: int = 2,
@@ -74,33 +50,27 @@ def caption_images(run_dir: str | Path, inputs: list[str | Path], decoding: Deco
     """
     trained = load_trained(run_dir, checkpoint, device)
     cache_info = read_json(trained.run.cache_info)
-    spec = cache_info["spec"]
-    encoder = prepare_encoder(rebuild_encoder(spec["encoder"], weights), trained.device)
-    storage = getattr(torch, spec["dtype"])
+    encoder = FileEncoder(cache_info["spec"], trained.device, weights)
     decoding = (decoding or DecodingConfig()).resolved(trained.config.max_decode_len)
     files = image_files(inputs)
     result = CaptionResult(preprocessing=encoder.preprocessing)
-    images = ImageFiles(files, np.arange(len(files)), encoder.preprocessing.transform(), encoder.preprocessing.crop)
-    loader = DataLoader(images, batch_size=batch_size, num_workers=workers, pin_memory=trained.device.type == "cuda")
-    for rows, batch, errors in tqdm(loader, desc="caption", unit="batch", disable=not progress):
-        ok = torch.tensor([e == "" for e in errors])
-        result.skipped.update({str(files[r]): e for r, e in zip(rows.tolist(), errors) if e})
-        if not ok.any():
+    for rows, feats, skipped in encoder.batches(files, batch_size, workers, progress, desc="caption"):
+        result.skipped.update(skipped)
+        if not rows:
             continue
         with torch.inference_mode():
-            feats = encode_images(encoder, batch[ok], trained.device)[0].to(storage).float()  # [b, L, D], as cached
             seqs, log_probs = decode(trained.decoder, feats, decoding)
             finished = [ended(seq, decoding.max_len) for seq in seqs]
-            maps = _attention(trained.decoder, feats, seqs, finished) if attention else [None] * len(seqs)
+            maps = attention_weights(trained.decoder, feats, seqs, finished) if attention else [None] * len(seqs)
         result.images += [CaptionedImage(files[r], trained.vocab.decode(seq), seq, float(lp), end, amap)
-                          for r, seq, lp, end, amap in zip(rows[ok].tolist(), seqs, log_probs.tolist(), finished, maps)]
+                          for r, seq, lp, end, amap in zip(rows, seqs, log_probs.tolist(), finished, maps)]
     n_tokens = cache_info["n_tokens"]
     side = int(round(n_tokens ** 0.5))
     result.grid = (side, side) if side * side == n_tokens else None  # CNN grids and ViT patch grids are square
     return result
 
 
-def _attention(decoder: CaptionDecoder, feats: torch.Tensor, seqs: list[list[int]],
+def attention_weights(decoder: CaptionDecoder, feats: torch.Tensor, seqs: list[list[int]],
                finished: list[bool]) -> list[np.ndarray | None]:
     """Attention weights [T, L] for each generated sequence, by teacher-forcing it through the decoder.
 

@@ -47,6 +47,13 @@ class Preprocessing:
             T.Normalize(self.mean, self.std),
         ])
 
+    def view(self, img: Image.Image) -> Image.Image:
+        """The RGB picture the encoder sees (upright, resized, centre-cropped), unnormalised: what an
+        attention map over the feature grid lies on."""
+        img = to_rgb(upright(img) if self.exif_orientation else img)
+        resized = T.Resize(self.resize, interpolation=InterpolationMode(self.interpolation))(img)
+        return T.CenterCrop(self.crop)(resized)
+
 
 def upright(img: Image.Image) -> Image.Image:
     """The image as viewers show it: rotated / mirrored by its EXIF Orientation (2-8); as is otherwise."""

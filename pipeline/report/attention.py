@@ -14,11 +14,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
-from torchvision.transforms import InterpolationMode  # noqa: E402
-from torchvision.transforms import v2 as T  # noqa: E402
 
 from pipeline.decoding.new_images import CaptionResult  # noqa: E402
-from pipeline.encoders.preprocessing import Preprocessing, to_rgb  # noqa: E402
+from pipeline.encoders.preprocessing import Preprocessing  # noqa: E402
 from pipeline.errors import CapcacheError  # noqa: E402
 from pipeline.io import atomic_path  # noqa: E402
 
@@ -31,7 +29,7 @@ def save_attention_map(image_path: Path, words: list[str], attention: np.ndarray
     -> PNG with the image and one labelled heatmap per token."""
     labels = panel_labels(words, attention, ended)
     with Image.open(image_path) as img:
-        seen = T.CenterCrop(preprocessing.crop)(T.Resize(preprocessing.resize, InterpolationMode(preprocessing.interpolation))(to_rgb(img)))
+        seen = preprocessing.view(img)
     cols = min(PANELS_PER_ROW, len(labels) + 1)
     rows = -(-(len(labels) + 1) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), squeeze=False)

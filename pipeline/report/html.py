@@ -52,29 +52,33 @@ def write_report(run_dir: str | Path, split: str = "test", out: str | Path | Non
     ranked = sorted(report["captions"], key=lambda c: c.get("scores", {}).get("CIDEr", 0.0), reverse=True)
     shown = ranked if len(ranked) <= gallery else ranked[: gallery // 2] + ranked[-(gallery - gallery // 2):]
     body = [
-        f"<h1>{_e(run.root.name)}: {_e(split)} split</h1>",
-        f"<p>decoder <b>{_e(config.decoder)}</b> on <b>{_e(cache['spec']['encoder']['encoder'])}</b> features "
-        f"({_e(cache['spec']['encoder']['weights'])}); {report['n_images']} images; decoding "
-        f"{_e(decoding_label(report.get('decoding', {})))}; checkpoint {_e(report.get('checkpoint', ''))} "
+        f"<h1>{esc(run.root.name)}: {esc(split)} split</h1>",
+        f"<p>decoder <b>{esc(config.decoder)}</b> on <b>{esc(cache['spec']['encoder']['encoder'])}</b> features "
+        f"({esc(cache['spec']['encoder']['weights'])}); {report['n_images']} images; decoding "
+        f"{esc(decoding_label(report.get('decoding', {})))}; checkpoint {esc(report.get('checkpoint', ''))} "
         f"(epoch {report.get('epoch')})</p>",
         _table(COLUMNS, report["scores"]),
-        *(f"<p>{_e(m)} unavailable: {_e(why)}</p>" for m, why in report.get("unavailable", {}).items()),
+        *(f"<p>{esc(m)} unavailable: {esc(why)}</p>" for m, why in report.get("unavailable", {}).items()),
         _captions_section(report),
         "<h2>Training</h2><div class='plots'>" + "".join(
-            f"<img alt='{_e(p.stem)}' src='{_png_uri(p)}'>" for p in _plots(run)) + "</div>",
+            f"<img alt='{esc(p.stem)}' src='{png_uri(p)}'>" for p in run_plots(run)) + "</div>",
         f"<h2>Gallery: the {min(gallery // 2, len(shown))} best and worst by CIDEr</h2><div class='gallery'>",
         *(_card(item, manifest) for item in shown),
         "</div>",
     ]
-    page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(run.root.name)} report</title>"
-            f"<style>{STYLE}</style><script>{CHECK_IMAGES}</script></head><body>{''.join(body)}</body></html>\n")
     target = Path(out) if out else run.root / f"report_{split}.html"
-    return atomic_write_text(target, page)
+    return atomic_write_text(target, page(f"{run.root.name} report", body))
+
+
+def page(title: str, body: list[str]) -> str:
+    """The self-contained page around ``body``: style, and the script the browser test reads."""
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>"
+            f"<style>{STYLE}</style><script>{CHECK_IMAGES}</script></head><body>{''.join(body)}</body></html>\n")
 
 
 def _table(columns: tuple[str, ...], values: dict) -> str:
     """One header row and one row of values: floats to 3 decimals, counts as they are, missing as n/a."""
-    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     cells = "".join(f"<td>{format_cell(values.get(c))}</td>" for c in columns)
     return f"<table><tr>{head}</tr><tr>{cells}</tr></table>"
 
@@ -90,13 +94,14 @@ def _captions_section(report: dict) -> str:
 
 def _card(item: dict, manifest: Manifest | None) -> str:
     cider = item.get("scores", {}).get("CIDEr")
-    refs = "".join(f"<li>{_e(r)}</li>" for r in item["references"])
-    return (f"<div class='card'>{_thumbnail(item, manifest)}<span class='score'>"
-            f"{'' if cider is None else f'CIDEr {cider:.2f}'}</span><div class='gen'>{_e(item['caption'])}</div>"
-            f"<ol class='refs'>{refs}</ol><small>{_e(item['file'])}</small></div>")
+    refs = "".join(f"<li>{esc(r)}</li>" for r in item["references"])
+    return (f"<div class='card'>{thumbnail(item, manifest)}<span class='score'>"
+            f"{'' if cider is None else f'CIDEr {cider:.2f}'}</span><div class='gen'>{esc(item['caption'])}</div>"
+            f"<ol class='refs'>{refs}</ol><small>{esc(item['file'])}</small></div>")
 
 
-def _thumbnail(item: dict, manifest: Manifest | None) -> str:
+def thumbnail(item: dict, manifest: Manifest | None) -> str:
+    """The image of an eval record (its "file") inlined as a JPEG data URI, or a placeholder."""
     path = Path(manifest.image_root) / item["file"] if manifest else None
     try:
         with Image.open(path) as img:
@@ -106,18 +111,18 @@ def _thumbnail(item: dict, manifest: Manifest | None) -> str:
             img.save(buf, format="JPEG", quality=85)
     except Exception:  # images moved or deleted since training: say so instead of a broken picture
         return "<div class='missing'>image not available</div>"
-    return f"<img alt='{_e(item['file'])}' src='data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}'>"
+    return f"<img alt='{esc(item['file'])}' src='data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}'>"
 
 
-def _plots(run: RunFolder) -> list[Path]:
+def run_plots(run: RunFolder) -> list[Path]:
     """The overview (every curve, val metrics included, once); a single curve only if it is missing."""
     found = {p.stem: p for p in run.plots.glob("*.png")} if run.plots.is_dir() else {}
     return next(([found[name]] for name in ("overview", "val_CIDEr", "val_loss") if name in found), [])
 
 
-def _png_uri(path: Path) -> str:
+def png_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-def _e(text: object) -> str:
+def esc(text: object) -> str:
     return html.escape(str(text), quote=True)

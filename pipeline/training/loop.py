@@ -22,8 +22,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from pipeline.cache.key import CacheSpec, image_digests, images_present
-from pipeline.cache.reader import FeatureCache, fits_in_memory
 from pipeline.data.manifest import Manifest
 from pipeline.data.text import tokenizer
 from pipeline.data.vocab import Vocabulary
@@ -34,7 +32,8 @@ from pipeline.device import resolve_device
 from pipeline.distributed import Collective
 from pipeline.evaluation.diversity import repeated_bigram_share
 from pipeline.errors import CapcacheError
-from pipeline.io import atomic_write_json, read_json
+from pipeline.io import atomic_write_json
+from pipeline.training.cache_use import cache_record, check_cache, open_cache
 from pipeline.training.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from pipeline.training.config import TrainConfig
 from pipeline.training.cross_entropy import caption_loss
@@ -44,7 +43,7 @@ from pipeline.training.init_from import initial_weights
 from pipeline.training.objectives import StepLoss, build_objective
 from pipeline.training.metrics_log import MetricsLog
 from pipeline.training.plots import plot_runs
-from pipeline.training.run_folder import RunFolder
+from pipeline.training.run_folder import RunFolder, load_or_check_config
 from pipeline.training.schedules import Schedule, build_optimizer
 from pipeline.training.sharding import ShardedBatches
 
@@ -81,7 +80,7 @@ def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False,
     alone validates and writes the run folder, and shares what the others need to stay in step.
     """
     run = RunFolder(Path(run_dir))
-    config = _load_or_check_config(config, run, resume)  # every rank checks before rank 0 writes
+    config = load_or_check_config(TrainConfig, config, run, resume)  # every rank checks before rank 0 writes
     comm = Collective.from_env("nccl" if resolve_device(config.device).type == "cuda" else "gloo")
     try:
         return _train(config, run, resume, progress and comm.is_main, comm)
@@ -90,14 +89,14 @@ def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False,
 
 
 def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, comm: Collective) -> TrainResult:
-    _seed_everything(config.seed)
+    seed_everything(config.seed)
     manifest = Manifest.load(config.data.manifest)
     train_records = manifest.split("train") + manifest.split("restval")  # Karpathy COCO trains on restval too
     val_records = manifest.split("val")
     if not train_records:
         raise CapcacheError(f"manifest {config.data.manifest} has no train split; import it with a split or add one")
-    cache = _open_cache(config.data.cache, config.data.in_memory, progress)
-    _check_cache(cache, manifest, config.data.encoder, run, resume)
+    cache = open_cache(config.data.cache, config.data.in_memory, progress)
+    check_cache(cache, manifest, config.data.encoder, run, resume)
     start = initial_weights(config, cache) if config.init_from and not resume else None
     vocab = Vocabulary.load(run.vocab) if resume else start.vocab if start else Vocabulary.build(
         (c for r in train_records for c in r.captions), config.data.min_freq, config.data.tokenizer)
@@ -136,8 +135,7 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, co
     elif comm.is_main:
         run.root.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run.config, config.to_dict())
-        atomic_write_json(run.cache_info, {"path": str(cache.path), "key": cache.key, "n_tokens": cache.n_tokens,
-                                            "feature_dim": cache.dim, "spec": cache.spec.to_dict()})
+        atomic_write_json(run.cache_info, cache_record(cache))
         vocab.save(run.vocab)
         run.metrics.unlink(missing_ok=True)
         if glove and progress:
@@ -312,54 +310,7 @@ def _items_per_batch(items: CaptionGroups, config: TrainConfig) -> int:
     return items_per_batch(config.batch_size, per_image if config.data.group_by_image else 1.0)
 
 
-def _load_or_check_config(config: TrainConfig | None, run: RunFolder, resume: bool) -> TrainConfig:
-    if resume:
-        if not run.config.is_file():
-            raise CapcacheError(f"{run.root} is not a capcache run (no config.json); train it first without --resume")
-        return TrainConfig.from_dict(read_json(run.config)).check()
-    if config is None:
-        raise CapcacheError("no training config given")
-    config.check()
-    if run.checkpoint("last").exists():
-        raise CapcacheError(f"{run.root} already holds a trained run; continue it with --resume or choose another --out")
-    for field, value in (("data.manifest", config.data.manifest), ("data.cache", config.data.cache)):
-        if not value:
-            raise CapcacheError(f"{field} is not set; pass it (e.g. --manifest / --cache)")
-    return config
-
-
-def _open_cache(path: str, in_memory: bool, progress: bool) -> FeatureCache:
-    """In RAM when asked and it fits; a cache larger than memory is streamed from disk instead of
-    killing the run (or the Kaggle kernel) with an out-of-memory error."""
-    if in_memory and Path(path).is_file() and not fits_in_memory(path):
-        in_memory = False
-        if progress:
-            tqdm.write(f"cache {Path(path).name} does not fit in the free RAM; streaming it from disk")
-    return FeatureCache(path, in_memory=in_memory)
-
-
-def _check_cache(cache: FeatureCache, manifest: Manifest, encoder: str, run: RunFolder, resume: bool) -> None:
-    """The cache must hold this manifest's images: same names, and same files when they are on disk
-    (training itself needs only the cache, so images that are gone are checked by name alone), and
-    come from the encoder the config was written for."""
-    built_with = cache.spec.encoder["encoder"]
-    if encoder and built_with != encoder:
-        raise CapcacheError(f"cache {cache.path.name} holds {built_with} features but the config expects {encoder} "
-                            f"(data.encoder); extract with --encoder {encoder}, or pass --set data.encoder={built_with}")
-    image_set, image_names = image_digests(manifest)
-    same = cache.spec.image_set == image_set if images_present(manifest) else cache.spec.image_names == image_names
-    if not same:
-        raise CapcacheError(f"cache {cache.path.name} was extracted from another image set than manifest "
-                            f"{manifest.name!r}; run `capcache extract` on this manifest")
-    if resume and run.cache_info.is_file():
-        stored = read_json(run.cache_info)
-        if stored["key"] != cache.key:
-            diff = "; ".join(CacheSpec.from_dict(stored["spec"]).differences(cache.spec))
-            raise CapcacheError(f"run {run.root} was trained on cache key {stored['key']}, not {cache.key} ({diff}); "
-                                "resume with the original cache")
-
-
-def _seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -13,6 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+from pipeline.errors import CapcacheError
+from pipeline.io import read_json
+
+C = TypeVar("C")  # a run config class with from_dict / check (TrainConfig, TaggingConfig)
 
 
 @dataclass(frozen=True)
@@ -47,3 +53,21 @@ class RunFolder:
 
     def eval_file(self, split: str) -> Path:
         return self.root / "eval" / f"{split}.json"
+
+
+def load_or_check_config(cls: type[C], config: C | None, run: RunFolder, resume: bool) -> C:
+    """The config to train with: the run folder's own on ``resume``; else ``config``, checked, for a
+    folder that holds no trained run yet and with its manifest and cache named."""
+    if resume:
+        if not run.config.is_file():
+            raise CapcacheError(f"{run.root} is not a capcache run (no config.json); train it first without --resume")
+        return cls.from_dict(read_json(run.config)).check()
+    if config is None:
+        raise CapcacheError("no training config given")
+    config.check()
+    if run.checkpoint("last").exists():
+        raise CapcacheError(f"{run.root} already holds a trained run; continue it with --resume or choose another --out")
+    for field, value in (("data.manifest", config.data.manifest), ("data.cache", config.data.cache)):
+        if not value:
+            raise CapcacheError(f"{field} is not set; pass it (e.g. --manifest / --cache)")
+    return config

@@ -16,6 +16,8 @@ from pipeline.data.importers.flickr8k import import_flickr8k
 from pipeline.data.importers.intake import ImportOptions, Parsed, listing, located
 from pipeline.data.importers.kaggle import import_kaggle
 from pipeline.data.importers.karpathy import import_karpathy
+from pipeline.data.importers.labels_csv import import_labels_csv
+from pipeline.data.importers.nus_wide import import_nus_wide
 from pipeline.data.importers.report import ImportResult
 from pipeline.data.manifest import Manifest
 from pipeline.errors import DataError
@@ -27,6 +29,8 @@ IMPORTERS: dict[str, Callable[[Path, ImportOptions], Parsed]] = {
     "flickr8k": import_flickr8k,
     "kaggle": import_kaggle,
     "coco": import_coco,
+    "nus-wide": import_nus_wide,
+    "labels-csv": import_labels_csv,
 }
 
 
@@ -46,7 +50,8 @@ def import_dataset(
     """Import one caption file of format ``fmt``; images are looked up under ``images``.
 
     ``split_seed``/``split_ratios`` apply only where a random split is drawn (kaggle files that
-    are not Flickr8k); ``split`` names a COCO file's split when its name does not; ``split_files``
+    are not Flickr8k, labels CSVs without a split column; NUS-WIDE's val draw uses the seed);
+    ``split`` names a COCO file's split when its name does not; ``split_files``
     gives Flickr8k's split lists when they are not beside the token file.
     """
     importer = IMPORTERS.get(fmt)
@@ -68,9 +73,10 @@ def import_dataset(
     gone = set(missing)
     kept = [r for r in parsed.images if r.file not in gone]
     if not kept:
-        problem = "none of its images is in the image folder" if parsed.images else "no images with captions found"
+        problem = "none of its images is in the image folder" if parsed.images else "no images with captions or labels found"
         raise DataError(f"{problem}; check the format and the images path {str(root)!r}", path)
-    manifest = Manifest(name=name, image_root=str(root), images=kept, source=parsed.source)
+    labels = parsed.labels.restricted_to({r.image_id for r in kept}) if parsed.labels is not None else None
+    manifest = Manifest(name=name, image_root=str(root), images=kept, source=parsed.source, labels=labels)
     if out is not None:
         manifest.save(out)
     return ImportResult(manifest, warnings, missing, skipped)

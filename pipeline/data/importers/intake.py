@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from pipeline.data.labels import LabelSet
 from pipeline.data.manifest import ImageRecord
 from pipeline.errors import DataError
 
@@ -46,6 +47,7 @@ class Parsed:
     warnings: list[str]
     skipped: Counter
     source: dict
+    labels: LabelSet | None = None  # tagging formats (NUS-WIDE, labels CSV): the manifest's labels section
 
 
 def located(path: Path | None, where: Where, message: str) -> str:

@@ -30,6 +30,8 @@ class ImportResult:
             f"  captions per image: min {min(counts, default=0)}, mean {total / max(len(counts), 1):.2f}, "
             f"max {max(counts, default=0)}",
             f"  total captions: {total:,}",
+            *([f"  labels: {len(m.labels.classes)} classes, {len(m.labels.tags)} tags, "
+               f"{sum(bool(e.labels) for e in m.labels.images.values()):,} labelled images"] if m.labels else []),
             f"  skipped: {', '.join(f'{reason} {n:,}' for reason, n in sorted(self.skipped.items())) or 'nothing'}",
             f"  missing image files: {len(self.missing_files):,}"
             + (f" ({listing(self.missing_files)})" if self.missing_files else ""),

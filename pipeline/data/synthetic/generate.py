@@ -19,17 +19,19 @@ from tqdm.auto import tqdm
 
 from pipeline.data.manifest import ImageRecord, Manifest
 from pipeline.data.synthetic.config import SyntheticConfig
+from pipeline.data.labels import ImageLabels
 from pipeline.data.synthetic.draw import draw_scene
+from pipeline.data.synthetic.labels import demo_label_set, noisy_tags, scene_labels
 from pipeline.data.synthetic.phrasing import describe
 from pipeline.data.synthetic.scene import Scene, sample_scene
 from pipeline.errors import DataError
 from pipeline.io import atomic_write_json, read_json
 
-GENERATOR_VERSION = 1  # bump whenever the same config would give different files
+GENERATOR_VERSION = 2  # bump whenever the same config would give different files
 IMAGE_DIR = "images"
 MANIFEST_FILE = "manifest.json"
 CONFIG_FILE = "synthetic_config.json"
-_SCENE, _PIXELS, _WORDS = range(3)  # independent random streams per image
+_SCENE, _PIXELS, _WORDS, _TAGS = range(4)  # independent random streams per image
 
 
 def generate_dataset(out_dir: str | Path, config: SyntheticConfig = SyntheticConfig(), name: str = "demo") -> Path:
@@ -45,8 +47,9 @@ def generate_dataset(out_dir: str | Path, config: SyntheticConfig = SyntheticCon
     _remove_old_set(out)
     records = [_write_image(out, config, index) for index in
                tqdm(range(config.total), desc="synthetic images", unit="img", disable=None)]
+    labels = demo_label_set({r.image_id: labels_for(config, i) for i, r in enumerate(records)})
     manifest = Manifest(name=name, image_root=IMAGE_DIR, images=records,
-                        source={"format": "synthetic", **marker})
+                        source={"format": "synthetic", **marker}, labels=labels)
     manifest.save(out / MANIFEST_FILE)
     atomic_write_json(out / CONFIG_FILE, {**marker, "complete": True})
     return out / MANIFEST_FILE
@@ -62,6 +65,11 @@ def image_for(config: SyntheticConfig, index: int) -> Image.Image:
 
 def captions_for(config: SyntheticConfig, index: int) -> list[str]:
     return describe(scene_for(config, index), _rng(config, index, _WORDS))
+
+
+def labels_for(config: SyntheticConfig, index: int) -> ImageLabels:
+    labels = scene_labels(scene_for(config, index))
+    return ImageLabels(labels, noisy_tags(labels, _rng(config, index, _TAGS)))
 
 
 def image_file(config: SyntheticConfig, index: int) -> str:

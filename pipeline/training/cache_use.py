@@ -1,0 +1,53 @@
+"""The feature cache a training run reads: opened in RAM when it fits, and checked to be the one
+the run's manifest and encoder (and, on resume, its first session) expect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from pipeline.cache.key import CacheSpec, image_digests, images_present
+from pipeline.cache.reader import FeatureCache, fits_in_memory
+from pipeline.data.manifest import Manifest
+from pipeline.errors import CapcacheError
+from pipeline.io import read_json
+from pipeline.training.run_folder import RunFolder
+
+
+def open_cache(path: str, in_memory: bool, progress: bool) -> FeatureCache:
+    """In RAM when asked and it fits; a cache larger than memory is streamed from disk instead of
+    killing the run (or the Kaggle kernel) with an out-of-memory error."""
+    if in_memory and Path(path).is_file() and not fits_in_memory(path):
+        in_memory = False
+        if progress:
+            tqdm.write(f"cache {Path(path).name} does not fit in the free RAM; streaming it from disk")
+    return FeatureCache(path, in_memory=in_memory)
+
+
+def check_cache(cache: FeatureCache, manifest: Manifest, encoder: str, run: RunFolder, resume: bool) -> None:
+    """The cache must hold this manifest's images: same names, and same files when they are on disk
+    (training itself needs only the cache, so images that are gone are checked by name alone), and
+    come from the encoder the config was written for."""
+    built_with = cache.spec.encoder["encoder"]
+    if encoder and built_with != encoder:
+        raise CapcacheError(f"cache {cache.path.name} holds {built_with} features but the config expects {encoder} "
+                            f"(data.encoder); extract with --encoder {encoder}, or pass --set data.encoder={built_with}")
+    image_set, image_names = image_digests(manifest)
+    same = cache.spec.image_set == image_set if images_present(manifest) else cache.spec.image_names == image_names
+    if not same:
+        raise CapcacheError(f"cache {cache.path.name} was extracted from another image set than manifest "
+                            f"{manifest.name!r}; run `capcache extract` on this manifest")
+    if resume and run.cache_info.is_file():
+        stored = read_json(run.cache_info)
+        if stored["key"] != cache.key:
+            diff = "; ".join(CacheSpec.from_dict(stored["spec"]).differences(cache.spec))
+            raise CapcacheError(f"run {run.root} was trained on cache key {stored['key']}, not {cache.key} ({diff}); "
+                                "resume with the original cache")
+
+
+def cache_record(cache: FeatureCache) -> dict:
+    """What a run folder's cache.json keeps: enough to rebuild the model's input shape and the
+    encoder for new images, and to refuse another cache on resume."""
+    return {"path": str(cache.path), "key": cache.key, "n_tokens": cache.n_tokens, "feature_dim": cache.dim,
+            "spec": cache.spec.to_dict()}
