@@ -160,7 +160,7 @@ def train(out: Path = typer.Option(..., help="Run folder to create (or continue 
     overrides = [f"data.manifest={manifest.resolve()}"] if manifest else []
     overrides += [f"data.cache={cache.resolve()}"] if cache else []
     if resume:
-        from pipeline.training.tagging.load import run_task
+        from pipeline.runs.tagging import run_task
         task = run_task(out)
     file_data = load_file(config) if config else None
     if task == "tagging":
@@ -189,7 +189,7 @@ def finetune(run: Path = typer.Argument(..., help="Trained run folder to start f
     from pipeline.io import read_json
     from pipeline.training.config import finetune_config
     from pipeline.training.loop import train as run_train
-    from pipeline.training.run_folder import RunFolder
+    from pipeline.runs.folder import RunFolder
 
     source = RunFolder(run)
     if not source.config.is_file():
@@ -234,7 +234,7 @@ def eval_(run: Path = typer.Argument(..., help="Run folder."), split: str = type
     (a tagging run: seed 004's table for each indicator function)."""
     from pipeline.evaluation.evaluate_run import evaluate_run
     from pipeline.evaluation.table import DIVERSITY_COLUMNS, diversity_cells, format_table
-    from pipeline.training.tagging.load import run_task
+    from pipeline.runs.tagging import run_task
 
     if run_task(run) == "tagging":
         _eval_tagging(run, split, checkpoint, device)
@@ -334,7 +334,7 @@ def caption(run: Path = typer.Argument(..., help="Run folder."),
             batch_size: int = typer.Option(16), workers: int = typer.Option(2, help="Image-decoding processes."),
             device: str = typer.Option("auto")):
     """Caption new images with a trained run (its own encoder and preprocessing); prints file<TAB>caption."""
-    from pipeline.decoding.new_images import caption_images
+    from pipeline.inference.caption_images import caption_images
     from pipeline.io import atomic_write_json
 
     decoding = _decoding(beam, max_len, min_len, length_penalty, no_repeat_ngram, allow_unk)
@@ -363,7 +363,7 @@ def compare(runs: List[Path] = typer.Argument(..., help="Evaluated run folders."
     from pipeline.evaluation.compare import compare_runs, format_comparison
     from pipeline.evaluation.tagging.compare import compare_tagging_runs, format_tagging_comparison
     from pipeline.io import atomic_write_text
-    from pipeline.training.tagging.load import run_task
+    from pipeline.runs.tagging import run_task
 
     tasks = {run_task(r) for r in runs}
     if len(tasks) > 1:
@@ -386,7 +386,7 @@ def report(run: Path = typer.Argument(..., help="Evaluated run folder."), split:
            gallery: int = typer.Option(24, help="Images in the gallery: half best, half worst by CIDEr.")):
     """Self-contained HTML page: scores, caption diversity, training plots, best and worst captions with references
     (a tagging run: the indicator table and predicted against true labels per image)."""
-    from pipeline.training.tagging.load import run_task
+    from pipeline.runs.tagging import run_task
 
     if run_task(run) == "tagging":
         from pipeline.report.tagging_html import write_tagging_report as write_report
@@ -409,7 +409,7 @@ def serve(runs: List[Path] = typer.Argument(..., help="Trained captioning run fo
     from pipeline.serve.app import Limits
     from pipeline.serve.server import serve as run_server
 
-    from pipeline.training.tagging.load import run_task
+    from pipeline.runs.tagging import run_task
 
     for run in runs:
         if run_task(run) != "captioning":

@@ -84,7 +84,7 @@ def trained_decoder(steps: int, batch_size: int = 64, seed: int = 0) -> tuple[Ca
 def from_run(run: str, n: int) -> tuple[CaptionDecoder, torch.Tensor, int]:
     from pipeline.cache.reader import FeatureCache
     from pipeline.data.manifest import Manifest
-    from pipeline.training.load import load_trained
+    from pipeline.runs.load import load_trained
 
     trained = load_trained(run, device="cpu")
     records = Manifest.load(trained.config.data.manifest).split("test")[:n]

@@ -97,3 +97,15 @@ def parse_value(raw: str, kind: Any, key: str) -> Any:
         return json.loads(raw)
     except ValueError:
         raise CapcacheError(f"{key}={raw!r}: expected {getattr(kind, '__name__', kind)}") from None
+
+
+def resolve(cls: type[T], presets: dict[str, dict], preset: str | None, file_data: dict | None,
+            overrides: list[str] | None, what: str = "preset") -> T:
+    """Defaults <- preset <- config file <- ``key=value`` overrides, checked (``cls.check()``)."""
+    data = to_dict(cls())
+    if preset:
+        if preset not in presets:
+            raise CapcacheError(f"unknown {what} {preset!r}; available: {', '.join(presets)}")
+        data = merge(data, presets[preset])
+    data = merge(data, file_data or {})
+    return apply_overrides(from_dict(cls, data), overrides or []).check()

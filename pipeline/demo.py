@@ -17,7 +17,7 @@ from pipeline.evaluation.evaluate_run import evaluate_run
 from pipeline.extract import ExtractResult, extract
 from pipeline.training.config import resolve_config
 from pipeline.training.loop import TrainResult, train
-from pipeline.training.run_folder import RunFolder
+from pipeline.runs.folder import RunFolder
 
 
 @dataclass

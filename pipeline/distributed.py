@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -78,3 +78,18 @@ class Collective:
     def close(self) -> None:
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+R = TypeVar("R")
+
+
+def in_process_group(device: str, body: Callable[[Collective], R]) -> R:
+    """Run ``body`` as this process's part of the torchrun job (NCCL on CUDA, gloo otherwise; a plain
+    single process without torchrun), and leave the job after, however ``body`` ends."""
+    from pipeline.device import resolve_device
+
+    comm = Collective.from_env("nccl" if resolve_device(device).type == "cuda" else "gloo")
+    try:
+        return body(comm)
+    finally:
+        comm.close()

@@ -18,7 +18,7 @@ from pipeline.data.manifest import Manifest
 from pipeline.data.synthetic import SyntheticConfig, generate_dataset
 from pipeline.decoding import DecodingConfig
 from pipeline.decoding.captions import caption_cached_images
-from pipeline.decoding.new_images import caption_images
+from pipeline.inference.caption_images import caption_images
 from pipeline.encoders import build_encoder
 from pipeline.errors import CapcacheError
 from pipeline.evaluation.compare import compare_runs, format_comparison
@@ -28,7 +28,7 @@ from pipeline.extract.images import ImageFiles
 from pipeline.extract.inference import encode_images, prepare_encoder
 from pipeline.report.html import write_report
 from pipeline.training.config import resolve_config
-from pipeline.training.load import load_trained
+from pipeline.runs.load import load_trained
 from pipeline.training.loop import train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ from pipeline.evaluation.cider_d import DocumentFrequency
 from pipeline.io import read_json
 from pipeline.training.config import finetune_config, resolve_config
 from pipeline.training.data import Batch
-from pipeline.training.metrics_log import read_metrics
+from pipeline.runs.metrics_log import read_metrics
 from pipeline.training.scst import CiderReward, load_or_count_document_frequency, reference_ids, scst_loss
 
 from helpers import torchrun_two_processes, train_interrupted_after_first_epoch

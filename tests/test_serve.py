@@ -198,4 +198,33 @@ def test_a_burst_of_concurrent_clients_is_answered_in_batches(server, shared_dat
     peak_kib = int(next(line for line in Path(f"/proc/{process.pid}/status").read_text().splitlines()
                         if line.startswith("VmHWM")).split()[1])
     assert peak_kib < 3 * 1024 * 1024  # bounded: far below the machine's memory
+    lstm = json.load(urllib.request.urlopen(base + "/runs"))["runs"][0]
+    assert lstm["batches"] < lstm["images_captioned"]  # concurrent requests were decoded together
     print(f"\n200 requests from 8 clients: {200 / seconds:.1f} requests/s, peak RSS {peak_kib / 1024:.0f} MiB")
+
+
+def test_url_fetching_reads_http_only_and_within_the_limit(tmp_path, shared_data):
+    """What --allow-urls does, against a local web server (no network needed)."""
+    import functools
+    import http.server
+
+    from pipeline.serve.app import ClientError, Limits, _fetch
+
+    photo = _photos(shared_data)[0]
+    (tmp_path / photo.name).write_bytes(photo.read_bytes())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{web.server_address[1]}/{photo.name}"
+        upload = _fetch(url, Limits())
+        assert upload.name == photo.name and upload.data == photo.read_bytes()
+        with pytest.raises(ClientError) as too_big:
+            _fetch(url, Limits(max_bytes=1000))
+        assert too_big.value.status == 413
+        with pytest.raises(ClientError, match="only http"):
+            _fetch(f"file://{photo}", Limits())
+        with pytest.raises(ClientError, match="cannot fetch"):
+            _fetch(f"http://127.0.0.1:{web.server_address[1]}/missing.jpg", Limits())
+    finally:
+        web.shutdown()

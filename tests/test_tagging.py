@@ -27,7 +27,7 @@ from pipeline.evaluation.tagging.metrics import tagging_scores
 from pipeline.extract import extract
 from pipeline.heads import HeadsConfig, Tagger, available_heads
 from pipeline.inference.tag_images import tag_images
-from pipeline.training.metrics_log import read_metrics
+from pipeline.runs.metrics_log import read_metrics
 from pipeline.training.tagging.config import TAGGING_PRESETS, resolve_tagging_config
 from pipeline.training.tagging.loop import train_tagger
 from pipeline.training.tagging.stages import stage_plan

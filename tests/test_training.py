@@ -17,7 +17,7 @@ from pipeline.data.manifest import Manifest
 from pipeline.data.synthetic import SyntheticConfig, generate_dataset
 from pipeline.errors import CapcacheError
 from pipeline.training.config import resolve_config
-from pipeline.training.metrics_log import read_metrics
+from pipeline.runs.metrics_log import read_metrics
 from pipeline.training.plots import SEED_000_CURVES
 
 from helpers import train_interrupted_after_first_epoch

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.errors import CapcacheError
 from pipeline.evaluation.table import COLUMNS, DIVERSITY_COLUMNS, diversity_cells, format_table
 from pipeline.io import read_json
-from pipeline.training.config import TrainConfig
-from pipeline.training.load import load_trained
-from pipeline.training.metrics_log import read_metrics
-from pipeline.training.run_folder import RunFolder
+from pipeline.runs.load import load_trained
+from pipeline.runs.metrics_log import read_metrics
+from pipeline.runs.folder import RunFolder
+
+if TYPE_CHECKING:
+    from pipeline.training.config import TrainConfig
 
 
 @dataclass
@@ -77,7 +80,7 @@ def decoding_label(decoding: dict) -> str:
     return f"beam {size}" if decoding.get("method") == "beam" and size > 1 else "greedy"
 
 
-def objective_label(config: TrainConfig) -> str:
+def objective_label(config: "TrainConfig") -> str:
     """"xe", or e.g. "scst from lstm" when the run started from another run's weights."""
     return f"{config.objective} from {Path(config.init_from).name}" if config.init_from else config.objective
 

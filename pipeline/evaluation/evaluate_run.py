@@ -15,7 +15,7 @@ from pipeline.decoding.config import DecodingConfig
 from pipeline.errors import CapcacheError
 from pipeline.evaluation.diversity import diversity
 from pipeline.io import atomic_write_json, read_json
-from pipeline.training.load import load_trained
+from pipeline.runs.load import load_trained
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best", batch_size: int = 64,

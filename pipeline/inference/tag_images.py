@@ -15,7 +15,7 @@ import torch
 from pipeline.evaluation.tagging.indicators import top_k
 from pipeline.extract.new_files import FileEncoder, image_files
 from pipeline.io import read_json
-from pipeline.training.tagging.load import load_tagger
+from pipeline.runs.tagging import load_tagger
 
 
 @dataclass

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from pipeline.decoding.new_images import CaptionResult  # noqa: E402
+from pipeline.inference.caption_images import CaptionResult  # noqa: E402
 from pipeline.encoders.preprocessing import Preprocessing  # noqa: E402
 from pipeline.errors import CapcacheError  # noqa: E402
 from pipeline.io import atomic_path  # noqa: E402

@@ -20,8 +20,7 @@ from pipeline.data.manifest import Manifest
 from pipeline.evaluation.compare import decoding_label, read_eval_report
 from pipeline.evaluation.table import COLUMNS, DIVERSITY_COLUMNS, diversity_cells, format_cell
 from pipeline.io import atomic_write_text, read_json
-from pipeline.training.config import TrainConfig
-from pipeline.training.run_folder import RunFolder
+from pipeline.runs.folder import RunFolder
 
 THUMBNAIL = 320  # pixels on the longer side
 STYLE = """
@@ -46,14 +45,14 @@ def write_report(run_dir: str | Path, split: str = "test", out: str | Path | Non
     """Write the page (default RUN/report_<split>.html) and return its path; ``gallery`` images, half best."""
     run = RunFolder(Path(run_dir))
     report = read_eval_report(run, split)
-    config = TrainConfig.from_dict(read_json(run.config))
+    config = read_json(run.config)  # the run's own record: a report needs no trainer
     cache = read_json(run.cache_info)
-    manifest = Manifest.load(config.data.manifest) if Path(config.data.manifest).is_file() else None
+    manifest = manifest_if_present(config["data"]["manifest"])
     ranked = sorted(report["captions"], key=lambda c: c.get("scores", {}).get("CIDEr", 0.0), reverse=True)
     shown = ranked if len(ranked) <= gallery else ranked[: gallery // 2] + ranked[-(gallery - gallery // 2):]
     body = [
         f"<h1>{esc(run.root.name)}: {esc(split)} split</h1>",
-        f"<p>decoder <b>{esc(config.decoder)}</b> on <b>{esc(cache['spec']['encoder']['encoder'])}</b> features "
+        f"<p>decoder <b>{esc(config['decoder'])}</b> on <b>{esc(cache['spec']['encoder']['encoder'])}</b> features "
         f"({esc(cache['spec']['encoder']['weights'])}); {report['n_images']} images; decoding "
         f"{esc(decoding_label(report.get('decoding', {})))}; checkpoint {esc(report.get('checkpoint', ''))} "
         f"(epoch {report.get('epoch')})</p>",
@@ -68,6 +67,11 @@ def write_report(run_dir: str | Path, split: str = "test", out: str | Path | Non
     ]
     target = Path(out) if out else run.root / f"report_{split}.html"
     return atomic_write_text(target, page(f"{run.root.name} report", body))
+
+
+def manifest_if_present(path: str) -> Manifest | None:
+    """The run's manifest for its images, or None when it has moved since (the page says so per image)."""
+    return Manifest.load(path) if Path(path).is_file() else None
 
 
 def page(title: str, body: list[str]) -> str:

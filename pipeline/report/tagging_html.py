@@ -14,9 +14,8 @@ from pipeline.errors import CapcacheError
 from pipeline.evaluation.table import format_cell
 from pipeline.evaluation.tagging.evaluate import TAGGING_COLUMNS
 from pipeline.io import atomic_write_text, read_json
-from pipeline.report.html import esc, page, png_uri, run_plots, thumbnail
-from pipeline.training.run_folder import RunFolder
-from pipeline.training.tagging.config import TaggingConfig
+from pipeline.report.html import esc, manifest_if_present, page, png_uri, run_plots, thumbnail
+from pipeline.runs.folder import RunFolder
 
 LABEL_STYLE = ("<style>.ok{color:#070;font-weight:600}.wrong{color:#b00}.missed{color:#888;text-decoration:"
                "line-through}.labels span{margin-right:.5em}</style>")
@@ -29,12 +28,12 @@ def write_tagging_report(run_dir: str | Path, split: str = "test", out: str | Pa
     if not path.is_file():
         raise CapcacheError(f"{run.root} has no {split!r} evaluation; run `capcache eval {run.root} --split {split}`")
     report = read_json(path)
-    config = TaggingConfig.from_dict(read_json(run.config))
+    config = read_json(run.config)
     cache = read_json(run.cache_info)
-    manifest = Manifest.load(config.data.manifest) if Path(config.data.manifest).is_file() else None
+    manifest = manifest_if_present(config["data"]["manifest"])
     ranked = sorted(report["images"], key=_f1, reverse=True)
     shown = ranked if len(ranked) <= gallery else ranked[: gallery // 2] + ranked[-(gallery - gallery // 2):]
-    model = ", ".join(f"{k} {v}" for k, v in vars(config.model).items() if k in ("visual", "tags", "combine", "quantity") and v)
+    model = ", ".join(f"{k} {v}" for k, v in config["model"].items() if k in ("visual", "tags", "combine", "quantity") and v)
     body = [
         LABEL_STYLE,
         f"<h1>{esc(run.root.name)}: {esc(split)} split</h1>",

@@ -23,7 +23,7 @@ class Batcher(Generic[T, R]):
                  name: str = "batcher"):
         self.work, self.max_batch, self.wait_s = work, max_batch, wait_s
         self.queue: queue.Queue[tuple[T, Future] | None] = queue.Queue()
-        self.batches: list[int] = []  # sizes of the batches run so far (the load test reads them)
+        self.items = self.batches = 0  # served so far: images, and the batches they went in (GET /runs)
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 
@@ -55,7 +55,7 @@ class Batcher(Generic[T, R]):
             self._run_batch(pending)
 
     def _run_batch(self, pending: list[tuple[T, Future]]) -> None:
-        self.batches.append(len(pending))
+        self.items, self.batches = self.items + len(pending), self.batches + 1
         try:
             results = self.work([item for item, _ in pending])
         except Exception as e:  # the model failed: every waiting request gets the error, the server stays up

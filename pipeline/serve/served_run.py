@@ -14,12 +14,12 @@ import torch
 from PIL import Image
 
 from pipeline.decoding.beam import beam_search
-from pipeline.decoding.new_images import attention_weights
+from pipeline.inference.caption_images import attention_weights
 from pipeline.extract.new_files import FileEncoder
 from pipeline.io import read_json
 from pipeline.serve.batcher import Batcher
 from pipeline.serve.overlay import overlay_png
-from pipeline.training.load import load_trained
+from pipeline.runs.load import load_trained
 
 
 @dataclass
@@ -54,7 +54,8 @@ class ServedRun:
     def describe(self) -> dict:
         return {"name": self.name, "decoder": self.trained.config.decoder,
                 "encoder": read_json(self.trained.run.cache_info)["spec"]["encoder"]["encoder"],
-                "beam": self.beam, "n_best": self.n_best, "attention": self.attends}
+                "beam": self.beam, "n_best": self.n_best, "attention": self.attends,
+                "images_captioned": self.batcher.items, "batches": self.batcher.batches}
 
     @torch.inference_mode()
     def caption(self, items: list[Decoded]) -> list[dict]:

@@ -12,7 +12,7 @@ from pipeline.cache.reader import FeatureCache, fits_in_memory
 from pipeline.data.manifest import Manifest
 from pipeline.errors import CapcacheError
 from pipeline.io import read_json
-from pipeline.training.run_folder import RunFolder
+from pipeline.runs.folder import RunFolder
 
 
 def open_cache(path: str, in_memory: bool, progress: bool) -> FeatureCache:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.config import apply_overrides, from_dict, merge, to_dict
+from pipeline.config import apply_overrides, from_dict, merge, resolve, to_dict
 from pipeline.decoders.config import DecoderConfig
 from pipeline.data.text import tokenizer
 from pipeline.errors import CapcacheError
@@ -174,10 +174,4 @@ def finetune_config(source: dict, source_dir: str, scst: bool, overrides: list[s
 def resolve_config(preset: str | None = None, file_data: dict | None = None,
                    overrides: list[str] | None = None) -> TrainConfig:
     """Defaults <- preset <- config file <- ``key=value`` overrides (e.g. ``optim.lr=1e-3``)."""
-    data = TrainConfig().to_dict()
-    if preset:
-        if preset not in PRESETS:
-            raise CapcacheError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
-        data = merge(data, PRESETS[preset])
-    data = merge(data, file_data or {})
-    return apply_overrides(TrainConfig.from_dict(data), overrides or []).check()
+    return resolve(TrainConfig, PRESETS, preset, file_data, overrides)

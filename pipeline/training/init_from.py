@@ -16,9 +16,9 @@ from pipeline.cache.reader import FeatureCache
 from pipeline.data.vocab import Vocabulary
 from pipeline.errors import CapcacheError
 from pipeline.io import read_json
-from pipeline.training.checkpoint import load_checkpoint
+from pipeline.runs.checkpoint import load_checkpoint
 from pipeline.training.config import TrainConfig
-from pipeline.training.run_folder import RunFolder
+from pipeline.runs.folder import RunFolder
 
 
 @dataclass

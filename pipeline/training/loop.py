@@ -29,21 +29,21 @@ from pipeline.decoders import build_decoder
 from pipeline.decoders.glove import init_word_embeddings
 from pipeline.decoding.captions import caption_cached_images
 from pipeline.device import resolve_device
-from pipeline.distributed import Collective
+from pipeline.distributed import Collective, in_process_group
 from pipeline.evaluation.diversity import repeated_bigram_share
 from pipeline.errors import CapcacheError
 from pipeline.io import atomic_write_json
 from pipeline.training.cache_use import cache_record, check_cache, open_cache
-from pipeline.training.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from pipeline.runs.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from pipeline.training.config import TrainConfig
 from pipeline.training.cross_entropy import caption_loss
 from pipeline.training.data import CaptionGroups, collate, items_per_batch
 from pipeline.training.global_batch import NonFiniteLoss
 from pipeline.training.init_from import initial_weights
 from pipeline.training.objectives import StepLoss, build_objective
-from pipeline.training.metrics_log import MetricsLog
+from pipeline.runs.metrics_log import MetricsLog
 from pipeline.training.plots import plot_runs
-from pipeline.training.run_folder import RunFolder, load_or_check_config
+from pipeline.runs.folder import RunFolder, load_or_check_config
 from pipeline.training.schedules import Schedule, build_optimizer
 from pipeline.training.sharding import ShardedBatches
 
@@ -81,11 +81,7 @@ def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False,
     """
     run = RunFolder(Path(run_dir))
     config = load_or_check_config(TrainConfig, config, run, resume)  # every rank checks before rank 0 writes
-    comm = Collective.from_env("nccl" if resolve_device(config.device).type == "cuda" else "gloo")
-    try:
-        return _train(config, run, resume, progress and comm.is_main, comm)
-    finally:
-        comm.close()
+    return in_process_group(config.device, lambda comm: _train(config, run, resume, progress and comm.is_main, comm))
 
 
 def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, comm: Collective) -> TrainResult:

@@ -16,7 +16,7 @@ from pipeline.distributed import Collective
 from pipeline.training.config import TrainConfig
 from pipeline.training.cross_entropy import training_loss
 from pipeline.training.data import Batch
-from pipeline.training.run_folder import RunFolder
+from pipeline.runs.folder import RunFolder
 from pipeline.training.scst import CiderReward, load_or_count_document_frequency, reference_ids, scst_loss
 
 

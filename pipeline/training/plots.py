@@ -13,7 +13,7 @@ matplotlib.use("Agg")  # headless: servers, CI, Kaggle kernels
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pipeline.io import atomic_path  # noqa: E402
-from pipeline.training.metrics_log import read_metrics  # noqa: E402
+from pipeline.runs.metrics_log import read_metrics  # noqa: E402
 
 SCST_STEP_CURVES = ("batch_reward", "baseline", "entropy", "sample_length", "samples_cut")
 STEP_CURVES = ("batch_train_loss", "learning_rate", "grad_norm", "epoch", *SCST_STEP_CURVES)

@@ -11,9 +11,9 @@ from pathlib import Path
 from pipeline.evaluation.compare import read_eval_report
 from pipeline.evaluation.tagging.evaluate import TAGGING_COLUMNS
 from pipeline.evaluation.table import format_table
-from pipeline.training.metrics_log import read_metrics
-from pipeline.training.run_folder import RunFolder
-from pipeline.training.tagging.load import load_tagger
+from pipeline.runs.metrics_log import read_metrics
+from pipeline.runs.folder import RunFolder
+from pipeline.runs.tagging import load_tagger
 
 EXTRA = ("indicator", "modalities", "params", "train time")
 

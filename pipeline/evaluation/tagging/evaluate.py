@@ -16,9 +16,9 @@ from pipeline.errors import CapcacheError
 from pipeline.evaluation.tagging.indicators import best_threshold
 from pipeline.evaluation.tagging.metrics import tagging_scores
 from pipeline.io import atomic_write_json
-from pipeline.training.tagging.data import LabelledImages, labelled
-from pipeline.training.tagging.load import load_tagger
-from pipeline.training.tagging.predict import predict
+from pipeline.inference.labelled_images import LabelledImages, labelled
+from pipeline.runs.tagging import load_tagger
+from pipeline.inference.tag_cached import predict
 
 TAGGING_COLUMNS = ("C-P", "C-R", "C-F1", "O-P", "O-R", "O-F1", "H-F1")
 

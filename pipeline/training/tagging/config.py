@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.config import apply_overrides, from_dict, merge, to_dict
+from pipeline.config import from_dict, resolve, to_dict
 from pipeline.errors import CapcacheError
 from pipeline.heads.config import HeadsConfig
 
@@ -93,10 +93,4 @@ TAGGING_PRESETS: dict[str, dict] = {
 def resolve_tagging_config(preset: str | None = None, file_data: dict | None = None,
                            overrides: list[str] | None = None) -> TaggingConfig:
     """Defaults <- preset <- config file <- ``key=value`` overrides, as for captioning."""
-    data = TaggingConfig().to_dict()
-    if preset:
-        if preset not in TAGGING_PRESETS:
-            raise CapcacheError(f"unknown tagging preset {preset!r}; available: {', '.join(TAGGING_PRESETS)}")
-        data = merge(data, TAGGING_PRESETS[preset])
-    data = merge(data, file_data or {})
-    return apply_overrides(TaggingConfig.from_dict(data), overrides or []).check()
+    return resolve(TaggingConfig, TAGGING_PRESETS, preset, file_data, overrides, "tagging preset")

@@ -24,21 +24,21 @@ from tqdm.auto import tqdm
 
 from pipeline.data.manifest import Manifest
 from pipeline.device import resolve_device
-from pipeline.distributed import Collective
+from pipeline.distributed import Collective, in_process_group
 from pipeline.errors import CapcacheError
 from pipeline.heads.tagger import Tagger
 from pipeline.io import atomic_write_json
 from pipeline.training.cache_use import cache_record, check_cache, open_cache
-from pipeline.training.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from pipeline.runs.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from pipeline.training.global_batch import NonFiniteLoss, global_counts
 from pipeline.training.loop import TrainResult, seed_everything
-from pipeline.training.metrics_log import MetricsLog
+from pipeline.runs.metrics_log import MetricsLog
 from pipeline.training.plots import plot_runs
-from pipeline.training.run_folder import RunFolder, load_or_check_config
+from pipeline.runs.folder import RunFolder, load_or_check_config
 from pipeline.training.sharding import ShardedBatches
 from pipeline.training.tagging.config import TaggingConfig
-from pipeline.training.tagging.data import LabelledImages, collate_tags, labelled
-from pipeline.training.tagging.predict import headline_scores, predict
+from pipeline.inference.labelled_images import LabelledImages, collate_tags, labelled
+from pipeline.inference.tag_cached import headline_scores, predict
 from pipeline.training.tagging.stages import build_stage_optimizer, freeze_all_but, loss_sums, stage_plan, trained_by
 
 
@@ -59,11 +59,7 @@ def train_tagger(config: TaggingConfig | None, run_dir: str | Path, resume: bool
                  progress: bool = True) -> TrainResult:
     run = RunFolder(Path(run_dir))
     config = load_or_check_config(TaggingConfig, config, run, resume)
-    comm = Collective.from_env("nccl" if resolve_device(config.device).type == "cuda" else "gloo")
-    try:
-        return _train(config, run, resume, progress and comm.is_main, comm)
-    finally:
-        comm.close()
+    return in_process_group(config.device, lambda comm: _train(config, run, resume, progress and comm.is_main, comm))
 
 
 def _train(config: TaggingConfig, run: RunFolder, resume: bool, progress: bool, comm: Collective) -> TrainResult:

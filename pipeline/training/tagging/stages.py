@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from pipeline.heads.tagger import COMPONENTS, Tagger, TaggerOutput
 from pipeline.training.tagging.config import TaggingConfig
-from pipeline.training.tagging.data import TagBatch
+from pipeline.inference.labelled_images import TagBatch
 
 CLASSIFIERS = ("visual", "tags", "combine")  # BCE heads, whose rates halve at the milestones; LQP's stays constant
 

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from pipeline.evaluation.tagging.indicators import best_threshold, top_k
 from pipeline.evaluation.tagging.metrics import TaggingScores, tagging_scores
 from pipeline.heads.tagger import Tagger
-from pipeline.training.tagging.data import LabelledImages, collate_tags
+from pipeline.inference.labelled_images import LabelledImages, collate_tags
 
 
 @dataclass

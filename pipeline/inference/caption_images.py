@@ -18,7 +18,7 @@ from pipeline.encoders.preprocessing import Preprocessing
 from pipeline.errors import CapcacheError
 from pipeline.extract.new_files import FileEncoder, image_files
 from pipeline.io import read_json
-from pipeline.training.load import load_trained
+from pipeline.runs.load import load_trained
 
 
 @dataclass

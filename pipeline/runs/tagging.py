@@ -11,8 +11,8 @@ from pipeline.device import resolve_device
 from pipeline.errors import CapcacheError
 from pipeline.heads.tagger import Tagger
 from pipeline.io import read_json
-from pipeline.training.checkpoint import load_checkpoint
-from pipeline.training.run_folder import RunFolder
+from pipeline.runs.checkpoint import load_checkpoint
+from pipeline.runs.folder import RunFolder
 from pipeline.training.tagging.config import TaggingConfig
 
 

@@ -13,9 +13,9 @@ from pipeline.decoders.base import CaptionDecoder
 from pipeline.device import resolve_device
 from pipeline.errors import CapcacheError
 from pipeline.io import read_json
-from pipeline.training.checkpoint import load_checkpoint
+from pipeline.runs.checkpoint import load_checkpoint
 from pipeline.training.config import TrainConfig
-from pipeline.training.run_folder import RunFolder
+from pipeline.runs.folder import RunFolder
 
 
 @dataclass
