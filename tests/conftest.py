@@ -43,3 +43,27 @@ def tiny_set(tmp_path_factory) -> tuple[Path, Path]:
     manifest_path = generate_dataset(root / "data", SyntheticConfig.tiny())
     cache = extract(Manifest.load(manifest_path), "tiny-cnn", cache_dir=root / "cache", workers=0, progress=False)
     return manifest_path, cache.path
+
+
+@pytest.fixture(scope="session")
+def caption_runs(tmp_path_factory) -> dict[str, Path]:
+    """Two small trained runs on the tiny set, "att_lstm" (with attention) and "transformer", plus
+    their "manifest": shared by the caption, report and serve tests (tests may add eval files)."""
+    from pipeline.data.manifest import Manifest
+    from pipeline.data.synthetic import SyntheticConfig, generate_dataset
+    from pipeline.extract import extract
+    from pipeline.training.config import resolve_config
+    from pipeline.training.loop import train
+
+    fast = ["epochs=2", "batch_size=16", "model.embed_dim=32", "model.hidden_dim=48", "model.attention_dim=32",
+            "val_max_images=10"]
+    root = tmp_path_factory.mktemp("caption")
+    manifest = generate_dataset(root / "data", SyntheticConfig.tiny())
+    cache = extract(Manifest.load(manifest), "tiny-cnn", cache_dir=root / "cache", workers=0, progress=False).path
+    out = {}
+    for decoder in ("att_lstm", "transformer"):
+        overrides = [f"data.manifest={manifest}", f"data.cache={cache}", f"decoder={decoder}", *fast]
+        train(resolve_config("demo", None, overrides), root / decoder, progress=False)
+        out[decoder] = root / decoder
+    out["manifest"] = manifest
+    return out

@@ -15,7 +15,6 @@ import torch
 
 from pipeline.cache.reader import FeatureCache
 from pipeline.data.manifest import Manifest
-from pipeline.data.synthetic import SyntheticConfig, generate_dataset
 from pipeline.decoding import DecodingConfig
 from pipeline.decoding.captions import caption_cached_images
 from pipeline.inference.caption_images import caption_images
@@ -23,31 +22,16 @@ from pipeline.encoders import build_encoder
 from pipeline.errors import CapcacheError
 from pipeline.evaluation.compare import compare_runs, format_comparison
 from pipeline.evaluation.evaluate_run import evaluate_run
-from pipeline.extract import extract
 from pipeline.extract.images import ImageFiles
 from pipeline.extract.inference import encode_images, prepare_encoder
 from pipeline.report.html import write_report
-from pipeline.training.config import resolve_config
 from pipeline.runs.load import load_trained
-from pipeline.training.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = ["epochs=2", "batch_size=16", "model.embed_dim=32", "model.hidden_dim=48", "model.attention_dim=32",
-        "val_max_images=10"]
-
-
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("caption")
-    manifest = generate_dataset(root / "data", SyntheticConfig.tiny())
-    cache = extract(Manifest.load(manifest), "tiny-cnn", cache_dir=root / "cache", workers=0, progress=False).path
-    out = {}
-    for decoder in ("att_lstm", "transformer"):
-        overrides = [f"data.manifest={manifest}", f"data.cache={cache}", f"decoder={decoder}", *FAST]
-        train(resolve_config("demo", None, overrides), root / decoder, progress=False)
-        out[decoder] = root / decoder
-    out["manifest"] = manifest
-    return out
+def runs(caption_runs) -> dict[str, Path]:
+    """The session's two trained runs (tests/conftest.py)."""
+    return caption_runs
 
 
 def test_new_images_get_the_captions_their_cached_features_get(runs):

@@ -19,17 +19,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline.data.manifest import Manifest
-from pipeline.data.synthetic import SyntheticConfig, generate_dataset
-from pipeline.extract import extract
-from pipeline.training.config import resolve_config
-from pipeline.training.loop import train
 from tests.browser import Browser, free_port
 from tests.helpers import REPO
 
 pytest.importorskip("starlette", reason="the serve extra (starlette, uvicorn, python-multipart) is not installed")
-FAST = ["epochs=1", "batch_size=16", "model.embed_dim=32", "model.hidden_dim=48", "model.attention_dim=32",
-        "val_max_images=10"]
 MAX_MB = 2
 
 
@@ -38,16 +31,10 @@ def _photos(shared_data: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(caption_runs, tmp_path_factory):
     """(base URL, the server's process, its temp folder, the run folders) for two runs, one with attention."""
+    runs = [caption_runs["att_lstm"], caption_runs["transformer"]]
     root = tmp_path_factory.mktemp("serve")
-    manifest = generate_dataset(root / "data", SyntheticConfig.tiny())
-    cache = extract(Manifest.load(manifest), "tiny-cnn", cache_dir=root / "cache", workers=0, progress=False).path
-    runs = []
-    for decoder in ("att_lstm", "transformer"):
-        train(resolve_config("demo", None, [f"data.manifest={manifest}", f"data.cache={cache}", f"decoder={decoder}",
-                                            *FAST]), root / decoder, progress=False)
-        runs.append(root / decoder)
     port, temp = free_port(), root / "tmp"
     temp.mkdir()
     process = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "serve", *map(str, runs), "--port", str(port),
@@ -142,6 +129,8 @@ def test_odd_uploads_get_clear_answers_and_the_server_stays_up(server, shared_da
                                     ("notes.txt", b"x")])
     assert status == 200 and [r["ok"] for r in answer["results"]] == [True, True, False]  # the good ones still answered
     assert _upload(base, [("huge.jpg", os.urandom(MAX_MB * 1024 * 1024 + 10))])[0] == 413
+    assert _upload(base, [("tiny.gif", _jpeg((8, 8), "GIF"))] * 17)[0] == 413  # over --max-images (16)
+    assert _upload(base, [("tiny.gif", _jpeg((8, 8), "GIF"))] * 30)[0] == 413
     assert _upload(base, [("a.jpg", real)], run="nope") == (404, {"error": "unknown run 'nope'; served: att_lstm, transformer"})
     assert _upload(base, [])[0] == 400
     assert _post(base, b"{not json", "application/json")[0] == 400

@@ -139,8 +139,8 @@ async def _body(request: Request, limits: Limits) -> bytes:
 async def _read_form(request: Request, limits: Limits) -> tuple[list[Upload], str | None, str | None]:
     try:
         form = await request.form(max_files=limits.max_images + 1, max_part_size=limits.max_bytes)
-    except Exception as e:  # malformed multipart, or a part over the limit
-        status = 413 if "exceed" in str(e).lower() or "too large" in str(e).lower() else 400
+    except Exception as e:  # malformed multipart, a part over the limit, or too many files
+        status = 413 if any(w in str(e).lower() for w in ("exceed", "too large", "too many")) else 400
         raise ClientError(status, f"cannot read the upload ({e})") from None
     try:
         uploads = []
