@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from pipeline.evaluation.tagging.indicators import best_threshold, top_k
+from pipeline.evaluation.tagging.indicators import best_threshold, threshold, top_k
 from pipeline.evaluation.tagging.metrics import TaggingScores, tagging_scores
 from pipeline.heads.tagger import Tagger
 from pipeline.inference.labelled_images import LabelledImages, collate_tags
@@ -28,7 +28,7 @@ class Predictions:
         """Row name -> (predicted 0/1 labels [N, C], threshold), for every indicator this model supports."""
         rows = {f"top-{top}": (top_k(self.probs, top), None)}
         if alpha is not None:
-            rows[f"threshold {alpha:.2f}"] = ((self.probs > alpha).astype(np.int64), alpha)
+            rows[f"threshold {alpha:.2f}"] = (threshold(self.probs, alpha), alpha)
         if self.counts is not None:
             rows["top-k (LQP)"] = (top_k(self.probs, self.counts), None)
         return rows

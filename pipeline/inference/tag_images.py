@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.evaluation.tagging.indicators import top_k
+from pipeline.evaluation.tagging.indicators import threshold, top_k
 from pipeline.extract.new_files import FileEncoder, image_files
 from pipeline.io import read_json
 from pipeline.runs.tagging import load_tagger
@@ -54,7 +54,7 @@ def tag_images(run_dir: str | Path, inputs: list[str | Path], checkpoint: str = 
             out = trained.tagger(feats, tag_input)
             probs = out.logits.sigmoid().cpu().numpy()  # [b, C]
             k = trained.tagger.predicted_counts(out).cpu().numpy() if indicator == "topk" else trained.config.top_k
-        chosen = (probs > alpha).astype(int) if indicator == "threshold" else top_k(probs, k)
+        chosen = threshold(probs, alpha) if indicator == "threshold" else top_k(probs, k)
         for b, r in enumerate(rows):
             order = sorted(range(len(trained.classes)), key=lambda j: -probs[b, j])
             result.images.append(TaggedImage(files[r], [trained.classes[j] for j in order if chosen[b, j]],

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from pipeline.errors import CapcacheError
-from pipeline.io import read_json
+from pipeline.io import atomic_write_json, read_json
 
 C = TypeVar("C")  # a run config class with from_dict / check (TrainConfig, TaggingConfig)
 
@@ -41,6 +41,10 @@ class RunFolder:
         return self.root / "vocab.json"
 
     @property
+    def labels(self) -> Path:  # tagging runs: class and tag names, in column order
+        return self.root / "labels.json"
+
+    @property
     def metrics(self) -> Path:
         return self.root / "metrics.jsonl"
 
@@ -53,6 +57,14 @@ class RunFolder:
 
     def eval_file(self, split: str) -> Path:
         return self.root / "eval" / f"{split}.json"
+
+    def create(self, config: dict, cache_record: dict) -> None:
+        """Start a new run here: the folder, its config.json and cache.json, and no metrics log left
+        from an earlier attempt that never reached a checkpoint."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.config, config)
+        atomic_write_json(self.cache_info, cache_record)
+        self.metrics.unlink(missing_ok=True)
 
 
 def load_or_check_config(cls: type[C], config: C | None, run: RunFolder, resume: bool) -> C:

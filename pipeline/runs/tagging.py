@@ -41,7 +41,7 @@ def load_tagger(run_dir: str | Path, which: str = "best", device: str = "auto") 
     if run_task(run.root) != "tagging":
         raise CapcacheError(f"{run.root} is a captioning run, not a tagging one")
     config = TaggingConfig.from_dict(read_json(run.config))
-    names = read_json(run.root / "labels.json")
+    names = read_json(run.labels)
     cache_info = read_json(run.cache_info)
     ckpt = load_checkpoint(run.checkpoint(which))
     dev = resolve_device(device)

@@ -34,6 +34,7 @@ class ServedRun:
         self.name = name
         self.trained = load_trained(run_dir, "best", device)
         cache_info = read_json(self.trained.run.cache_info)
+        self.encoder_name = cache_info["spec"]["encoder"]["encoder"]
         self.encoder = FileEncoder(cache_info["spec"], self.trained.device, weights)
         self.transform = self.encoder.preprocessing.transform()
         self.input_key = repr(self.encoder.preprocessing)  # runs with equal keys can share a decoded upload
@@ -53,7 +54,7 @@ class ServedRun:
 
     def describe(self) -> dict:
         return {"name": self.name, "decoder": self.trained.config.decoder,
-                "encoder": read_json(self.trained.run.cache_info)["spec"]["encoder"]["encoder"],
+                "encoder": self.encoder_name,
                 "beam": self.beam, "n_best": self.n_best, "attention": self.attends,
                 "images_captioned": self.batcher.items, "batches": self.batcher.batches}
 

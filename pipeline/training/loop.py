@@ -32,7 +32,6 @@ from pipeline.device import resolve_device
 from pipeline.distributed import Collective, in_process_group
 from pipeline.evaluation.diversity import repeated_bigram_share
 from pipeline.errors import CapcacheError
-from pipeline.io import atomic_write_json
 from pipeline.training.cache_use import cache_record, check_cache, open_cache
 from pipeline.runs.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from pipeline.training.config import TrainConfig
@@ -129,11 +128,8 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, co
         if log:
             log.truncate_after(state.step)
     elif comm.is_main:
-        run.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run.config, config.to_dict())
-        atomic_write_json(run.cache_info, cache_record(cache))
+        run.create(config.to_dict(), cache_record(cache))
         vocab.save(run.vocab)
-        run.metrics.unlink(missing_ok=True)
         if glove and progress:
             tqdm.write(glove.summary())
         if start and progress:

@@ -97,12 +97,8 @@ def _train(config: TaggingConfig, run: RunFolder, resume: bool, progress: bool, 
         if log:
             log.truncate_after(state.step)
     elif comm.is_main:
-        run.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run.config, config.to_dict())
-        atomic_write_json(run.cache_info, cache_record(cache))
-        atomic_write_json(run.root / "labels.json", {"classes": labels.classes, "tags": labels.tags,
-                                                      "source": labels.source})
-        run.metrics.unlink(missing_ok=True)
+        run.create(config.to_dict(), cache_record(cache))
+        atomic_write_json(run.labels, {"classes": labels.classes, "tags": labels.tags, "source": labels.source})
 
     batch_items = config.batch_size
     steps_per_epoch = math.ceil(len(train_set) / batch_items)
