@@ -15,6 +15,7 @@ setup: $(STAMP)
 
 demo: setup
 	$(BIN)/capcache demo
+	$(BIN)/capcache demo --preset demo-prefix-lm --out runs/demo-prefix-lm
 
 # The HTML report test opens the page in Debian's headless Chromium; install it where we can.
 browser:
@@ -26,4 +27,4 @@ test: setup browser
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf runs/demo .pytest_cache
+	rm -rf runs/demo runs/demo-prefix-lm .pytest_cache

@@ -39,6 +39,7 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Folder for data, cach
          train_images: int = typer.Option(2000, help="Synthetic training images."),
          eval_images: int = typer.Option(200, help="Synthetic images in each of val and test."),
          seed: int = typer.Option(0, help="Seed of the synthetic set."),
+         preset: str = typer.Option("demo", help="demo (attention LSTM) | demo-prefix-lm (a small GPT-2 trained from scratch)."),
          set_: Optional[List[str]] = typer.Option(None, "--set", help="Training override KEY=VALUE, e.g. epochs=3.")):
     """Generate the offline demo set, extract, train and evaluate, end to end."""
     from pipeline.data.synthetic import SyntheticConfig
@@ -46,9 +47,9 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Folder for data, cach
     from pipeline.evaluation.table import format_table
 
     data = SyntheticConfig(n_train=train_images, n_val=eval_images, n_test=eval_images, seed=seed)
-    result = run_demo(out, data=data, overrides=set_ or [], device=device, workers=workers)
+    result = run_demo(out, data=data, overrides=set_ or [], device=device, workers=workers, preset=preset)
     typer.echo(result.extraction.summary())
-    typer.echo(format_table({"demo (tiny-cnn + att_lstm)": result.evaluation["scores"]}))
+    typer.echo(format_table({f"demo (tiny-cnn + {result.decoder})": result.evaluation["scores"]}))
     for metric, reason in result.evaluation["unavailable"].items():
         typer.echo(f"{metric} unavailable: {reason}")
     typer.echo(f"run folder: {result.run_dir}")
@@ -56,20 +57,21 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Folder for data, cach
 
 @app.command("import")
 @friendly_errors
-def import_(fmt: str = typer.Argument(..., metavar="FORMAT", help="karpathy | flickr8k | kaggle | coco | nus-wide | labels-csv"),
-            path: Path = typer.Argument(..., help="Caption file (dataset_*.json, Flickr8k.token.txt, captions.txt, captions_*.json), "
+def import_(fmt: str = typer.Argument(..., metavar="FORMAT", help="karpathy | flickr8k | kaggle | flickr30k-csv | coco | nus-wide | labels-csv"),
+            path: Path = typer.Argument(..., help="Caption file (dataset_*.json, Flickr8k.token.txt, captions.txt, results.csv, captions_*.json), "
                                                   "NUS-WIDE's folder, or a labels CSV (image,labels[,tags][,split])."),
             images: Path = typer.Option(..., help="Folder holding the image files."),
             out: str = typer.Option(..., help="Manifest name (saved as data_manifests/NAME.json) or a .json path."),
             split: Optional[str] = typer.Option(None, help="COCO: the split of this file (default: from its name)."),
             split_seed: int = typer.Option(0, help="Seed for a random split when the format has none."),
+            karpathy_split: Optional[Path] = typer.Option(None, help="flickr30k-csv: dataset_flickr30k.json, whose split to apply."),
             no_check_files: bool = typer.Option(False, "--no-check-files", help="Don't check image files exist.")):
     """Translate a caption dataset into a capcache manifest."""
     from pipeline.data.importers import import_dataset
 
     target = Path(out) if out.endswith(".json") else Path("data_manifests") / f"{out}.json"
     result = import_dataset(fmt, path, images, name=target.stem, out=target, split_seed=split_seed,
-                            check_files=not no_check_files, split=split)
+                            check_files=not no_check_files, split=split, karpathy_split=karpathy_split)
     typer.echo(result.summary())
     typer.echo(f"manifest: {target}")
 

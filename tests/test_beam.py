@@ -12,13 +12,15 @@ import pytest
 import torch
 
 from pipeline.data.vocab import END_ID, PAD_ID, START_ID, UNK_ID
-from pipeline.decoders import available_decoders, build_decoder
+from pipeline.decoders import available_decoders
 from pipeline.decoders.base import CaptionDecoder, State
 from pipeline.decoders.config import DecoderConfig
 from pipeline.decoding import DecodingConfig, beam_search, decode, greedy_search
 from pipeline.decoding.captions import caption_cached_images
 from pipeline.decoding.ngram import repeated_ngram_mask
 from pipeline.errors import CapcacheError
+
+from decoder_configs import build, output_bias
 
 SMALL = DecoderConfig(embed_dim=16, hidden_dim=32, attention_dim=16, num_layers=2, dropout=0.0, feature_norm="batchnorm",
                       feature_proj="linear", proj_dim=32, grid_encoder_layers=1, heads=4, ff_dim=64)
@@ -31,13 +33,13 @@ def random_decoder(name: str, end_bias: float = 0.0, seed: int = 0, specials_bia
     <pad>/<start>/<unk> (high: the tokens every strategy bans top the logits); ``end_bias`` makes
     captions end after a few words, so finished-hypothesis handling is exercised."""
     torch.manual_seed(seed)
-    dec = build_decoder(name, SMALL, D, L, V).eval()
+    dec = build(name, SMALL, D, L, V).eval()
     with torch.no_grad():
         if specials_bias is None:
-            dec.out.bias[[PAD_ID, START_ID]] -= 30.0
+            output_bias(dec)[[PAD_ID, START_ID]] -= 30.0
         else:
-            dec.out.bias[[PAD_ID, START_ID, UNK_ID]] = specials_bias
-        dec.out.bias[END_ID] += end_bias
+            output_bias(dec)[[PAD_ID, START_ID, UNK_ID]] = specials_bias
+        output_bias(dec)[END_ID] += end_bias
     return dec
 
 

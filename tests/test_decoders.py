@@ -11,6 +11,8 @@ from pipeline.decoders.base import select_state
 from pipeline.decoders.config import DecoderConfig
 from pipeline.decoding import greedy_search
 
+from decoder_configs import build
+
 SMALL = DecoderConfig(embed_dim=16, hidden_dim=32, attention_dim=16, num_layers=2, dropout=0.0, feature_norm="batchnorm",
                       feature_proj="linear", proj_dim=32, grid_encoder_layers=1, heads=4, ff_dim=64)
 B, L, D, V, T = 3, 9, 24, 40, 6
@@ -24,7 +26,7 @@ def test_registry_lists_every_seed_decoder():
 def test_step_by_step_matches_teacher_forced_forward(name):
     """Decoding through ``step`` must compute exactly what training's ``forward`` computes."""
     torch.manual_seed(0)
-    dec = build_decoder(name, SMALL, D, L, V).eval()
+    dec = build(name, SMALL, D, L, V).eval()
     feats, tokens = torch.randn(B, L, D), torch.randint(4, V, (B, T))
     tokens[:, 0] = START_ID
     with torch.no_grad():
@@ -38,7 +40,7 @@ def test_step_by_step_matches_teacher_forced_forward(name):
 @pytest.mark.parametrize("name", available_decoders())
 def test_state_reordering_follows_the_batch(name):
     torch.manual_seed(0)
-    dec = build_decoder(name, SMALL, D, L, V).eval()
+    dec = build(name, SMALL, D, L, V).eval()
     feats = torch.randn(B, L, D)
     with torch.no_grad():
         state = dec.init_state(feats)
@@ -51,7 +53,7 @@ def test_state_reordering_follows_the_batch(name):
 @pytest.mark.parametrize("name", available_decoders())
 def test_gradients_reach_every_trainable_parameter(name):
     torch.manual_seed(0)
-    dec = build_decoder(name, SMALL, D, L, V).train()
+    dec = build(name, SMALL, D, L, V).train()
     tokens = torch.randint(4, V, (B, T))
     out = dec(torch.randn(B, L, D), tokens, teacher_forcing=0.7)
     assert out.logits.shape == (B, T, V)
@@ -74,3 +76,25 @@ def test_attention_regularisation_is_zero_for_perfect_coverage():
     att = torch.full((B, L, L), 1.0 / L)  # T = L steps, each spreading 1/L over L cells: coverage 1
     out = DecoderOutput(torch.zeros(B, L, V), att)
     assert dec.regularization(out, torch.ones(B, L)).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_show_tell_can_feed_the_image_as_its_first_word():
+    """Vinyals et al. (seed 003's baseline): the image, at word-embedding size, is the input of a
+    step before <start>, from a zero state; decoding still equals the teacher-forced forward."""
+    from dataclasses import replace
+    torch.manual_seed(0)
+    first = build_decoder("show_tell", replace(SMALL, inject="first_word"), D, L, V).eval()
+    assert first.image_proj[0].out_features == SMALL.embed_dim and not hasattr(first, "init_h")
+    feats, tokens = torch.randn(B, L, D), torch.randint(4, V, (B, T))
+    tokens[:, 0] = START_ID
+    with torch.no_grad():
+        full = first(feats, tokens).logits.log_softmax(-1)
+        state = first.init_state(feats)
+        for t in range(T):
+            step, state = first.step(state, tokens[:, t])
+            torch.testing.assert_close(step, full[:, t], atol=1e-5, rtol=1e-5)
+        start = first.init_state(feats)
+        other = first.init_state(torch.randn(B, L, D))
+    assert not torch.allclose(start["h"], other["h"])  # the state after step -1 depends on the image
+    with pytest.raises(Exception, match="inject"):
+        build_decoder("show_tell", replace(SMALL, inject="middle"), D, L, V)

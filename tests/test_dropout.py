@@ -3,9 +3,11 @@
 import torch
 from torch import nn
 
-from pipeline.decoders import available_decoders, build_decoder
+from pipeline.decoders import available_decoders
 from pipeline.decoders.config import DecoderConfig
 from pipeline.decoders.dropout import FastDropout, use_fast_dropout
+
+from decoder_configs import build
 
 
 def test_drop_rate_scale_and_gradient():
@@ -41,7 +43,7 @@ def test_every_decoder_gets_it_everywhere():
     config = DecoderConfig(feature_proj="linear", proj_dim=32, grid_encoder_layers=1, heads=2, ff_dim=64,
                            embed_dim=16, hidden_dim=32, attention_dim=16, dropout=0.2)
     for name in available_decoders():
-        model = build_decoder(name, config, 24, 9, 50)
+        model = build(name, config, 24, 9, 50)
         kinds = {type(m) for m in model.modules() if isinstance(m, nn.Dropout)}
         assert kinds == {FastDropout}, (name, kinds)
         assert all(m.p == 0.2 for m in model.modules() if isinstance(m, nn.Dropout))

@@ -22,11 +22,15 @@ from pipeline.errors import CapcacheError
 
 # name -> (image side for the shape check, L, D, pooled E or None)
 SHAPES = {
+    "resnet18": (64, 4, 512, None),  # basic blocks: 512 channels, stride 32
+    "resnet34": (64, 4, 512, None),
     "resnet50": (224, 49, 2048, None),  # the true 224 px grid: 7 x 7
     "resnet101": (64, 4, 2048, None),  # stride 32: 64 px -> 2 x 2
     "resnet152": (64, 4, 2048, None),
     "densenet121": (64, 4, 1024, None),
     "vgg19": (64, 16, 512, None),  # conv5_4 has stride 16: 64 px -> 4 x 4 (14 x 14 at 224)
+    "alexnet": (224, 169, 256, None),  # the last conv before its max-pool: 13 x 13
+    "squeezenet1_1": (224, 169, 512, None),  # the last Fire module: 13 x 13
     "efficientnet_lite0": (64, 4, 1280, None),
     "clip-vit-b-32": (224, 49, 768, 512),
     "clip-vit-b-16": (224, 196, 768, 512),

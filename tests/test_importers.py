@@ -479,7 +479,7 @@ def test_no_input_ends_in_a_traceback(tmp_path: Path, fmt: str, kind: str) -> No
 
 
 def test_unknown_format_lists_the_formats(tmp_path: Path) -> None:
-    assert "unknown format 'yaml'; use one of karpathy, flickr8k, kaggle, coco" in error_of("yaml", tmp_path, tmp_path, "x")
+    assert "unknown format 'yaml'; use one of karpathy, flickr8k, kaggle, flickr30k-csv, coco" in error_of("yaml", tmp_path, tmp_path, "x")
 
 
 def test_missing_caption_file_and_image_folder(tmp_path: Path) -> None:

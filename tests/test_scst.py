@@ -9,7 +9,7 @@ import torch
 
 import pipeline.training.loop as loop
 from pipeline.data.vocab import END_ID, PAD_ID, START_ID, UNK_ID, Vocabulary
-from pipeline.decoders import available_decoders, build_decoder
+from pipeline.decoders import available_decoders
 from pipeline.decoders.config import DecoderConfig
 from pipeline.decoding import greedy_search
 from pipeline.decoding.sampling import sample_captions
@@ -24,6 +24,7 @@ from pipeline.training.data import Batch
 from pipeline.runs.metrics_log import read_metrics
 from pipeline.training.scst import CiderReward, load_or_count_document_frequency, reference_ids, scst_loss
 
+from decoder_configs import build, output_bias
 from helpers import torchrun_two_processes, train_interrupted_after_first_epoch
 
 SMALL = DecoderConfig(embed_dim=16, hidden_dim=32, attention_dim=16, num_layers=2, dropout=0.0, feature_norm="layernorm",
@@ -34,7 +35,7 @@ CPU = torch.device("cpu")
 
 def _decoder(name: str = "att_lstm", seed: int = 0):
     torch.manual_seed(seed)
-    return build_decoder(name, SMALL, D, L, V)
+    return build(name, SMALL, D, L, V)
 
 
 def _batch(images: int = K) -> Batch:
@@ -131,7 +132,7 @@ def test_banned_tokens_get_no_gradient_so_their_probability_cannot_grow():
     decoder = _decoder("show_tell").train()
     config = resolve_config(None, None, ["max_decode_len=6", "scst.entropy=0.01"])
     scst_loss(decoder, _batch(), _rewards_for([5, 6, 7]), config, Collective(), CPU).loss.backward()
-    bias = decoder.out.bias.grad  # [V] the output layer's: one gradient entry per token
+    bias = output_bias(decoder).grad  # [V] the output layer's: one gradient entry per token
     assert torch.equal(bias[[PAD_ID, START_ID, UNK_ID]], torch.zeros(3)) and bias[4:].abs().sum() > 0
 
 

@@ -19,6 +19,7 @@ from pipeline.training.cross_entropy import caption_loss
 from pipeline.training.loop import optimizer_step
 from pipeline.training.schedules import Schedule
 
+from decoder_configs import build, output_bias
 from helpers import torchrun_two_processes
 
 VOCAB, TOKENS, DIM = 40, 9, 24
@@ -29,6 +30,8 @@ DECODERS = {  # every registered kind, with the per-image work that grouping sav
     "show_tell": DecoderConfig(embed_dim=16, hidden_dim=24, num_layers=2, dropout=0.0),
     "transformer": DecoderConfig(hidden_dim=16, num_layers=2, heads=2, ff_dim=32, dropout=0.0, feature_proj="linear",
                                  proj_dim=16, grid_encoder_layers=1),
+    "prefix_lm": DecoderConfig(hidden_dim=16, heads=2, ff_dim=32, dropout=0.0, mapper="transformer", feature_proj="linear",
+                               proj_dim=16, mapper_layers=1),
 }
 
 
@@ -57,7 +60,7 @@ def _loss_and_grads(decoder, batch: Batch, label_smoothing: float = 0.1) -> tupl
 @pytest.mark.parametrize("name", sorted(DECODERS))
 def test_grouped_and_flat_batches_of_the_same_pairs_give_the_same_loss_and_gradients(name):
     torch.manual_seed(0)
-    decoder = build_decoder(name, DECODERS[name], DIM, TOKENS, VOCAB)
+    decoder = build(name, DECODERS[name], DIM, TOKENS, VOCAB)
     grouped = collate(_items(6))
     assert len(grouped.features) == 6 and len(grouped.tokens) > 6  # several captions share an image row
     loss_g, grads_g = _loss_and_grads(decoder, grouped)
@@ -89,7 +92,7 @@ def test_train_loss_is_the_plain_cross_entropy_and_the_objective_is_smoothed():
     torch.manual_seed(0)
     decoder = build_decoder("transformer", DECODERS["transformer"], DIM, TOKENS, VOCAB)
     with torch.no_grad():
-        decoder.out.bias[5] = 6.0  # confident predictions, where smoothing changes the number most
+        output_bias(decoder)[5] = 6.0  # confident predictions, where smoothing changes the number most
     batch = collate(_items(4))
     terms = caption_loss(decoder, batch, 1.0, 0.1)
     logits = decoder(batch.features, batch.tokens[:, :-1], 1.0, batch.image_index).logits.flatten(0, 1)

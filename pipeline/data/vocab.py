@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Protocol, Sequence
 
 from pipeline.data.text import tokenizer
 from pipeline.errors import CapcacheError
@@ -19,6 +19,20 @@ from pipeline.io import atomic_write_json, read_json
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIALS = (PAD, START, END, UNK)
 PAD_ID, START_ID, END_ID, UNK_ID = range(4)
+
+
+class CaptionVocabulary(Protocol):
+    """What training, decoding and scoring use of a vocabulary: words (``Vocabulary``) or subword
+    tokens (``pipeline.data.subword.SubwordVocabulary``), ids 0..3 the specials above in both."""
+    tokenizer: str  # the word style (pipeline.data.text) captions are split by before encoding
+
+    def __len__(self) -> int: ...
+
+    def encode(self, caption: str, max_len: int | None = None) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    def save(self, path: str | os.PathLike) -> None: ...
 
 
 @dataclass
@@ -57,20 +71,36 @@ class Vocabulary:
 
     def decode(self, ids: Sequence[int]) -> str:
         """Words up to the first <end>; <start> and <pad> dropped."""
-        out = []
-        for i in ids:
-            i = int(i)
-            if i == END_ID:
-                break
-            if i in (PAD_ID, START_ID):
-                continue
-            out.append(self.words[i])
-        return " ".join(out)
+        return " ".join(self.words[i] for i in content_ids(ids))
 
     def save(self, path: str | os.PathLike) -> None:
         atomic_write_json(path, {"min_freq": self.min_freq, "tokenizer": self.tokenizer, "words": self.words})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Vocabulary":
-        d = read_json(path)
+        return cls.from_saved(read_json(path))
+
+    @classmethod
+    def from_saved(cls, d: dict) -> "Vocabulary":
         return cls(d["words"], d["min_freq"], d.get("tokenizer", "karpathy"))  # older runs: karpathy
+
+
+def content_ids(ids: Sequence[int]) -> list[int]:
+    """The ids before the first <end>, without <pad> and <start>: what a decoded caption says."""
+    out = []
+    for i in ids:
+        i = int(i)
+        if i == END_ID:
+            break
+        if i not in (PAD_ID, START_ID):
+            out.append(i)
+    return out
+
+
+def load_vocabulary(path: str | os.PathLike) -> CaptionVocabulary:
+    """A run's saved vocabulary, word-level (``Vocabulary``) or subword (``SubwordVocabulary``)."""
+    d = read_json(path)
+    if d.get("kind") == "subword":
+        from pipeline.data.subword import SubwordVocabulary  # needs the tokenizers package
+        return SubwordVocabulary.from_saved(d)
+    return Vocabulary.from_saved(d)

@@ -3,7 +3,7 @@ override any of them the same way, and a run's config.json rebuilds its model ex
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -24,3 +24,15 @@ class DecoderConfig:
     tie_embeddings: bool = False  # transformer: share input embedding and output projection
     glove_path: str | None = None  # initialise word embeddings from a local GloVe text file
     freeze_embeddings: bool = False
+    inject: str = "init"  # show_tell: "init" (image sets the initial state) | "first_word" (fed as input at t = 0)
+    # prefix_lm (seed 003, ClipCap): a causal LM reads k prefix embeddings mapped from the image
+    lm: str = "scratch"  # "scratch" (a GPT-2 of hidden_dim x lm_layers trained here) | a Hugging Face name (gpt2) | a local folder
+    lm_layers: int = 4  # scratch LM depth (width hidden_dim, heads, ff_dim, dropout as above)
+    lm_frozen: bool = False  # keep the LM's weights fixed (ClipCap's Transformer-mapper setting)
+    lm_kv_cache: bool = True  # decode one token per step against cached keys/values (False: rerun the whole sequence)
+    bpe_vocab: int = 4000  # ids of the byte-level BPE trained on the train captions (scratch LM only)
+    prefix_len: int = 10  # k prefix embeddings (ClipCap: 10)
+    mapper: str = "mlp"  # "linear" | "mlp" (pooled feature) | "transformer" (k learned queries) | "grid" (every cell)
+    mapper_layers: int = 2  # Transformer mapper depth (width proj_dim)
+    layout: str = "prefix"  # "prefix" (ClipCap: prefix, <start>, caption) | "seed003" (<bos>, prefix, <sep>, caption)
+    lm_resolved: dict = field(default_factory=dict)  # set when a run starts: the LM's full config and special ids

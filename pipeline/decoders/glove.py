@@ -57,7 +57,12 @@ def init_word_embeddings(decoder: CaptionDecoder, vocab: Vocabulary, glove_path:
                          load: bool = True) -> GloveStats | None:
     """Copy GloVe vectors into ``decoder.embedding`` (when ``load``: a fresh run, not a resume) and
     freeze it if asked; words without a vector keep their random initialisation."""
-    embedding: torch.nn.Embedding = decoder.embedding
+    if not glove_path and not freeze:
+        return None
+    embedding: torch.nn.Embedding | None = getattr(decoder, "embedding", None)
+    if embedding is None:
+        raise CapcacheError(f"model.glove_path and model.freeze_embeddings need a word embedding, which "
+                            f"{type(decoder).__name__} has not (a language model decoder: use model.lm_frozen)")
     if freeze and embedding.weight is getattr(getattr(decoder, "out", None), "weight", None):
         raise CapcacheError("freeze_embeddings with tied embeddings would freeze the output layer too; "
                             "set model.tie_embeddings=false or model.freeze_embeddings=false")

@@ -18,7 +18,7 @@ class GridEncoder(nn.Module):
     def __init__(self, config: DecoderConfig, feature_dim: int, n_tokens: int):
         super().__init__()
         self.out_dim = feature_dim
-        self.norm = _feature_norm(config.feature_norm, feature_dim)
+        self.norm = feature_norm(config.feature_norm, feature_dim)
         self.proj: nn.Module = nn.Identity()
         if config.feature_proj == "linear":
             self.proj = nn.Sequential(nn.Linear(feature_dim, config.proj_dim), nn.ReLU(), nn.Dropout(config.dropout))
@@ -46,7 +46,7 @@ class GridEncoder(nn.Module):
         return x
 
 
-def _feature_norm(kind: str, dim: int) -> nn.Module:
+def feature_norm(kind: str, dim: int) -> nn.Module:
     """Backbones differ wildly in feature scale (ReLU maps ~0.5, CLIP tokens ~1, random stems
     ~0.1); normalising the input lets one set of decoder hyper-parameters fit them all."""
     if kind == "none":

@@ -1,5 +1,10 @@
-"""Show and Tell baseline (seed 001): the pooled image feature sets the initial state of a
-multi-layer LSTM (or GRU); the decoder never looks at the image again."""
+"""Show and Tell baseline (seed 001): the pooled image feature conditions a multi-layer LSTM (or
+GRU) once; the decoder never looks at the image again.
+
+``inject`` chooses how: "init" (seed 001) maps the image to the initial hidden (and cell) state;
+"first_word" (Vinyals et al. 2015, seed 003's baseline) maps it to a vector of word-embedding size
+and feeds it as the input of step t = -1 from a zero state, before <start>.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ from torch import nn
 from pipeline.decoders.base import RecurrentDecoder, State
 from pipeline.decoders.config import DecoderConfig
 from pipeline.decoders.registry import register
+from pipeline.errors import CapcacheError
+
+INJECT = ("init", "first_word")
 
 
 class ShowTell(RecurrentDecoder):
@@ -17,9 +25,14 @@ class ShowTell(RecurrentDecoder):
         self.vocab_size = vocab_size
         self.cell_type = cell
         self.layers, h = config.num_layers, config.hidden_dim
-        self.image_proj = nn.Sequential(nn.Linear(feature_dim, h), nn.ReLU(), nn.Dropout(config.dropout))
-        self.init_h = nn.Linear(h, h * self.layers)
-        self.init_c = nn.Linear(h, h * self.layers) if cell == "lstm" else None
+        if config.inject not in INJECT:
+            raise CapcacheError(f"unknown model.inject {config.inject!r}; use {' or '.join(INJECT)}")
+        self.first_word = config.inject == "first_word"
+        image_dim = config.embed_dim if self.first_word else h
+        self.image_proj = nn.Sequential(nn.Linear(feature_dim, image_dim), nn.ReLU(), nn.Dropout(config.dropout))
+        if not self.first_word:
+            self.init_h = nn.Linear(h, h * self.layers)
+            self.init_c = nn.Linear(h, h * self.layers) if cell == "lstm" else None
         self.embedding = nn.Embedding(vocab_size, config.embed_dim)
         rnn_cls = nn.LSTM if cell == "lstm" else nn.GRU
         self.rnn = rnn_cls(config.embed_dim, h, num_layers=self.layers, batch_first=True,
@@ -28,15 +41,22 @@ class ShowTell(RecurrentDecoder):
         self.out = nn.Linear(h, vocab_size)
 
     def init_state(self, features: torch.Tensor) -> State:
-        image = self.image_proj(features.mean(1))  # [B, L, D] -> [B, H]
+        image = self.image_proj(features.mean(1))  # [B, L, D] -> [B, H] ("init") or [B, E] ("first_word")
         batch = image.size(0)
+        if self.first_word:
+            zero = image.new_zeros(batch, self.layers, self.rnn.hidden_size)  # [B, layers, H]
+            state = {"h": zero, "c": zero} if self.cell_type == "lstm" else {"h": zero}
+            return self._run(state, image.unsqueeze(1))[1]  # the image is the input of step -1
         state = {"h": torch.tanh(self.init_h(image)).view(batch, self.layers, -1)}  # [B, layers, H]
         if self.init_c is not None:
             state["c"] = torch.tanh(self.init_c(image)).view(batch, self.layers, -1)
         return state
 
     def step_hidden(self, state: State, tokens: torch.Tensor) -> tuple[torch.Tensor, State]:
-        emb = self.embedding(tokens).unsqueeze(1)  # [B, 1, E]
+        return self._run(state, self.embedding(tokens).unsqueeze(1))
+
+    def _run(self, state: State, emb: torch.Tensor) -> tuple[torch.Tensor, State]:
+        """One step with input emb [B, 1, E] -> (top hidden [B, H], next state)."""
         h = state["h"].transpose(0, 1).contiguous()  # [layers, B, H], as nn.LSTM wants it
         if self.cell_type == "lstm":
             out, (h, c) = self.rnn(emb, (h, state["c"].transpose(0, 1).contiguous()))

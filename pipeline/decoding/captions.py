@@ -7,13 +7,13 @@ import torch
 from tqdm.auto import tqdm
 
 from pipeline.cache.reader import FeatureCache
-from pipeline.data.vocab import Vocabulary
+from pipeline.data.vocab import CaptionVocabulary
 from pipeline.decoders.base import CaptionDecoder
 from pipeline.decoding.config import DecodingConfig
 from pipeline.decoding.search import decode
 
 
-def caption_cached_images(decoder: CaptionDecoder, cache: FeatureCache, image_ids: list[str], vocab: Vocabulary,
+def caption_cached_images(decoder: CaptionDecoder, cache: FeatureCache, image_ids: list[str], vocab: CaptionVocabulary,
                           device: torch.device, batch_size: int = 64, max_len: int = 20,
                           decoding: DecodingConfig | None = None, progress: bool = False) -> dict[str, str]:
     """Greedy with ``max_len`` unless ``decoding`` says otherwise (its max_len, when set, wins).

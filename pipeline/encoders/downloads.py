@@ -90,22 +90,22 @@ def hf_hub_cache() -> str:
 
 
 def require_reachable(url: str, what: str, expected: Path, remedy: str,
-                      offline_envs: tuple[str, ...] = (OFFLINE_ENV,)) -> None:
+                      offline_envs: tuple[str, ...] = (OFFLINE_ENV,), smoke_test: str = "--weights random") -> None:
     """Return if the host serving ``url`` answers; otherwise raise the one-line offline error.
 
     Any of ``offline_envs`` set (HF_HUB_OFFLINE for the Hugging Face hub) means offline without probing.
     """
     for name in offline_envs:
         if env_flag(name):
-            raise offline_error(what, expected, f"{name}=1 is set", remedy)
+            raise offline_error(what, expected, f"{name}=1 is set", remedy, smoke_test)
     host, port = probe_target(url)
     if not reachable(host, port):
-        raise offline_error(what, expected, f"{host}:{port} cannot be reached", remedy)
+        raise offline_error(what, expected, f"{host}:{port} cannot be reached", remedy, smoke_test)
 
 
-def offline_error(what: str, expected: Path, why: str, remedy: str) -> CapcacheError:
+def offline_error(what: str, expected: Path, why: str, remedy: str, smoke_test: str = "--weights random") -> CapcacheError:
     return CapcacheError(f"{what} not found locally (expected in {expected}) and {why}: {remedy}; "
-                         "or use --weights random for a smoke test")
+                         f"or use {smoke_test} for a smoke test")
 
 
 def probe_target(url: str) -> tuple[str, int]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.data.vocab import Vocabulary
+from pipeline.data.vocab import CaptionVocabulary, load_vocabulary
 from pipeline.decoders import build_decoder
 from pipeline.decoders.base import CaptionDecoder
 from pipeline.device import resolve_device
@@ -22,7 +22,7 @@ from pipeline.runs.folder import RunFolder
 class TrainedRun:
     run: RunFolder
     config: TrainConfig
-    vocab: Vocabulary
+    vocab: CaptionVocabulary
     decoder: CaptionDecoder  # in eval mode, on ``device``
     device: torch.device
     checkpoint: str  # "best" | "last"
@@ -34,7 +34,7 @@ def load_trained(run_dir: str | Path, which: str = "best", device: str = "auto")
     if not run.config.is_file():
         raise CapcacheError(f"{run.root} is not a capcache run folder (no config.json)")
     config = TrainConfig.from_dict(read_json(run.config))
-    vocab = Vocabulary.load(run.vocab)
+    vocab = load_vocabulary(run.vocab)
     ckpt = load_checkpoint(run.checkpoint(which))
     cache_info = read_json(run.cache_info)  # the decoder's input shape, without needing the cache itself
     dev = resolve_device(device)

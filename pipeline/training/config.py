@@ -40,7 +40,7 @@ class OptimConfig:
     optimizer: str = "adam"  # "adam" | "adamw"
     lr: float = 3e-4
     weight_decay: float = 0.0
-    schedule: str = "plateau"  # "plateau" | "cosine" | "none"
+    schedule: str = "plateau"  # "plateau" | "cosine" | "linear" (both per batch, after warm-up) | "none"
     warmup_steps: int = 0  # linear warm-up (cosine schedule)
     plateau_factor: float = 0.5
     plateau_patience: int = 3
@@ -155,6 +155,44 @@ PRESETS["cpu-lstm-att"] = merge(PRESETS["resnet-lstm-att"], merge(_CPU_WIDTH, {
 PRESETS["cpu-transformer"] = merge(PRESETS["resnet-transformer"], merge(_CPU_WIDTH, {
     "epochs": 7, "model": {"hidden_dim": 256}, "optim": {"lr": 5e-4, "warmup_steps": 300}}))
 
+
+# Seed 003's GPT-2 decoder and ClipCap's two settings (Mokady et al. 2021; rmokady/CLIP_prefix_caption
+# train.py): AdamW 2e-5, 5,000 warm-up steps then linear decay, batch 40, 10 epochs, prefix of 10.
+# The mapper has no dropout there; a pretrained LM keeps its own (GPT-2: 0.1), and a frozen one
+# runs in eval mode. ClipCap scores GPT-2's raw text; here captions are normalised as for every
+# decoder (data.tokenizer), so all decoders are scored alike.
+_CLIPCAP = {"decoder": "prefix_lm", "epochs": 10, "batch_size": 40,
+            "data": {"encoder": "clip-vit-b-32"},
+            "model": {"lm": "gpt2", "prefix_len": 10, "dropout": 0.0},
+            "optim": {"optimizer": "adamw", "lr": 2e-5, "weight_decay": 0.0, "schedule": "linear",
+                      "warmup_steps": 5000, "grad_clip": 0.0, "label_smoothing": 0.0}}
+PRESETS["clipcap-mlp"] = merge(_CLIPCAP, {"model": {"mapper": "mlp"}})  # GPT-2 fine-tuned
+PRESETS["clipcap-transformer"] = merge(_CLIPCAP, {  # GPT-2 frozen; 8 mapper layers of GPT-2's width, MLP ratio 2
+    "model": {"mapper": "transformer", "lm_frozen": True, "mapper_layers": 8, "feature_proj": "linear",
+              "proj_dim": 768, "heads": 8, "ff_dim": 1536}})
+# Seed 003: frozen ResNet-18, one trainable projection to a single image embedding, GPT-2 reading
+# <bos>, image, <sep>, caption (the seed gives no optimiser settings; ClipCap's fine-tuning ones).
+PRESETS["seed003-gpt2"] = merge(_CLIPCAP, {"data": {"encoder": "resnet18"},
+                                           "model": {"mapper": "linear", "prefix_len": 1, "layout": "seed003"}})
+# A GPT-2 trained from scratch with the rest on 2 CPU cores (docs/results_flickr8k_224.md): the
+# cpu-transformer's width and schedule at twice its rate, a byte-level BPE of the train captions,
+# and every grid cell as one prefix embedding (learned queries compressing the grid into 10 gave
+# fluent but ungrounded captions, val CIDEr 0.26 after 3 epochs); captions cut at 20 tokens, the
+# longest a decoding step count of 20 can emit (longer ones only pad every batch).
+PRESETS["cpu-prefix-lm"] = merge(_CPU_WIDTH, {
+    "decoder": "prefix_lm", "epochs": 7, "batch_size": 64, "data": {"max_words": 20},
+    "model": {"lm": "scratch", "hidden_dim": 256, "lm_layers": 3, "dropout": 0.1, "bpe_vocab": 3000,
+              "mapper": "grid", "feature_proj": "linear"},
+    "optim": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-2, "schedule": "cosine", "warmup_steps": 300,
+              "grad_clip": 1.0, "label_smoothing": 0.1}})
+
+# The demo with a language model: a 2-layer GPT-2 of width 128 over a BPE of the synthetic
+# captions, 4 learned queries reading the tiny-cnn grid (`capcache demo --preset demo-prefix-lm`).
+PRESETS["demo-prefix-lm"] = merge(PRESETS["demo"], {
+    "decoder": "prefix_lm",
+    "model": {"hidden_dim": 128, "heads": 4, "ff_dim": 256, "lm_layers": 2, "dropout": 0.1, "bpe_vocab": 400,
+              "prefix_len": 4, "mapper": "transformer", "mapper_layers": 1, "feature_proj": "linear", "proj_dim": 128},
+    "optim": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-2}})
 
 # `capcache finetune RUN --scst`: RUN's own config with these changes. Self-critical training
 # fine-tunes at a small constant rate (Rennie et al. 2017: 5e-5; 1e-4 measured on Flickr8k val,

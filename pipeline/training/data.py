@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from pipeline.cache.reader import FeatureCache
 from pipeline.data.manifest import ImageRecord
-from pipeline.data.vocab import PAD_ID, Vocabulary
+from pipeline.data.vocab import PAD_ID, CaptionVocabulary
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Batch:
 class CaptionGroups(Dataset):
     """Items are (features [L, D] float16, token id lists, record index) for one image and its drawn captions."""
 
-    def __init__(self, cache: FeatureCache, records: list[ImageRecord], vocab: Vocabulary, max_words: int):
+    def __init__(self, cache: FeatureCache, records: list[ImageRecord], vocab: CaptionVocabulary, max_words: int):
         self.cache = cache
         self.rows = cache.rows([r.image_id for r in records])  # [N] cache rows
         self.captions = [[vocab.encode(c, max_words) for c in r.captions] for r in records]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.cache.reader import FeatureCache
-from pipeline.data.vocab import Vocabulary
+from pipeline.data.vocab import CaptionVocabulary, load_vocabulary
 from pipeline.errors import CapcacheError
 from pipeline.io import read_json
 from pipeline.runs.checkpoint import load_checkpoint
@@ -25,7 +25,7 @@ from pipeline.runs.folder import RunFolder
 class InitialWeights:
     source: Path  # the checkpoint file
     epoch: int  # the source run's epoch it holds
-    vocab: Vocabulary
+    vocab: CaptionVocabulary
     model: dict  # state dict
 
     def summary(self) -> str:
@@ -49,4 +49,4 @@ def initial_weights(config: TrainConfig, cache: FeatureCache) -> InitialWeights:
         raise CapcacheError(f"init_from {source.root} was trained on cache key {key}, not {cache.key}; "
                             "train from the cache it was trained on")
     ckpt = load_checkpoint(source.checkpoint("best"))
-    return InitialWeights(source.checkpoint("best"), ckpt["progress"]["epoch"], Vocabulary.load(source.vocab), ckpt["model"])
+    return InitialWeights(source.checkpoint("best"), ckpt["progress"]["epoch"], load_vocabulary(source.vocab), ckpt["model"])

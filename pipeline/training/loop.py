@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from pipeline.data.manifest import Manifest
 from pipeline.data.text import tokenizer
-from pipeline.data.vocab import Vocabulary
+from pipeline.data.vocab import load_vocabulary
 from pipeline.decoders import build_decoder
 from pipeline.decoders.glove import init_word_embeddings
 from pipeline.decoding.captions import caption_cached_images
@@ -45,6 +45,7 @@ from pipeline.training.plots import plot_runs
 from pipeline.runs.folder import RunFolder, load_or_check_config
 from pipeline.training.schedules import Schedule, build_optimizer
 from pipeline.training.sharding import ShardedBatches
+from pipeline.training.vocabulary import new_run_vocabulary
 
 
 @dataclass
@@ -93,8 +94,12 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, co
     cache = open_cache(config.data.cache, config.data.in_memory, progress)
     check_cache(cache, manifest, config.data.encoder, run, resume)
     start = initial_weights(config, cache) if config.init_from and not resume else None
-    vocab = Vocabulary.load(run.vocab) if resume else start.vocab if start else Vocabulary.build(
-        (c for r in train_records for c in r.captions), config.data.min_freq, config.data.tokenizer)
+    lm_weights = None
+    if resume or start:
+        vocab = load_vocabulary(run.vocab) if resume else start.vocab
+    else:  # a language-model decoder also resolves its LM here (config.model.lm_resolved)
+        chosen = new_run_vocabulary(config, [c for r in train_records for c in r.captions])
+        config, vocab, lm_weights = chosen.config, chosen.vocab, chosen.lm_weights
 
     device = comm.device(resolve_device(config.device))
     if device.type == "cuda":
@@ -104,6 +109,8 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, co
                                  load=not resume and not start)
     if start:
         decoder.load_state_dict(start.model)
+    elif lm_weights is not None:
+        decoder.lm.load_state_dict(lm_weights)  # a pretrained LM (prefix_lm with model.lm=NAME)
     decoder = decoder.to(device)
     model = DistributedDataParallel(decoder, device_ids=[device.index] if device.type == "cuda" else None) \
         if comm.world > 1 else decoder  # what the training step calls; `decoder` is the plain module
@@ -274,7 +281,7 @@ def _validation_scores(decoder, cache, records, vocab, config: TrainConfig, devi
     return dict(result.scores), repeated_bigram_share([split(c) for c in captions.values()])
 
 
-def _save(path: Path, decoder, optimizer, schedule: Schedule, scaler, state: _Progress, vocab: Vocabulary,
+def _save(path: Path, decoder, optimizer, schedule: Schedule, scaler, state: _Progress, vocab,
           config: TrainConfig) -> None:
     save_checkpoint(path, model=decoder.state_dict(), optimizer=optimizer.state_dict(),
                     schedule=schedule.state_dict(), scaler=scaler.state_dict(), progress=vars(state).copy(),

@@ -11,13 +11,13 @@ from typing import Protocol
 import torch
 
 from pipeline.data.manifest import ImageRecord
-from pipeline.data.vocab import Vocabulary
+from pipeline.data.vocab import CaptionVocabulary
 from pipeline.distributed import Collective
 from pipeline.training.config import TrainConfig
 from pipeline.training.cross_entropy import training_loss
 from pipeline.training.data import Batch
 from pipeline.runs.folder import RunFolder
-from pipeline.training.scst import CiderReward, load_or_count_document_frequency, reference_ids, scst_loss
+from pipeline.training.scst import CiderReward, WordIds, load_or_count_document_frequency, reference_ids, scst_loss
 
 
 class StepLoss(Protocol):
@@ -49,10 +49,12 @@ class SelfCritical:
         return step.loss, step.record
 
 
-def build_objective(config: TrainConfig, run: RunFolder, train_records: list[ImageRecord], vocab: Vocabulary,
+def build_objective(config: TrainConfig, run: RunFolder, train_records: list[ImageRecord], vocab: CaptionVocabulary,
                     comm: Collective, device) -> StepLoss:
     if config.objective == "xe":
         return CrossEntropy(config, comm, device)
-    references = reference_ids([r.captions for r in train_records], vocab, config.scst.end_token)
+    words = WordIds(vocab)
+    references = reference_ids([r.captions for r in train_records], words, config.scst.end_token)
     df = load_or_count_document_frequency(run.root / "cider_df.json.gz", references)
-    return SelfCritical(config, CiderReward(references, df, config.scst.end_token), comm, device)
+    return SelfCritical(config, CiderReward(references, df, config.scst.end_token, words if words.subword else None),
+                        comm, device)

@@ -21,6 +21,13 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> t
     raise CapcacheError(f"unknown optimizer {cfg.optimizer!r}; use adam or adamw")
 
 
+# Per-batch schedules after the linear warm-up: the factor at a share of the remaining steps.
+PER_BATCH = {
+    "cosine": lambda progress: 0.5 * (1.0 + math.cos(math.pi * progress)),
+    "linear": lambda progress: 1.0 - progress,  # transformers' get_linear_schedule_with_warmup (ClipCap)
+}
+
+
 class Schedule:
     """Wraps the torch scheduler so the loop needn't know whether it steps per batch or per epoch."""
 
@@ -29,22 +36,21 @@ class Schedule:
         if cfg.schedule == "plateau":
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
-        elif cfg.schedule == "cosine":
-            warmup = max(0, cfg.warmup_steps)
+        elif cfg.schedule in PER_BATCH:
+            warmup, decay = max(0, cfg.warmup_steps), PER_BATCH[cfg.schedule]
 
             def factor(step: int) -> float:
                 if step < warmup:
                     return (step + 1) / warmup
-                progress = (step - warmup) / max(1, total_steps - warmup)
-                return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+                return decay(min(1.0, (step - warmup) / max(1, total_steps - warmup)))
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         elif cfg.schedule == "none":
             self.scheduler = None
         else:
-            raise CapcacheError(f"unknown schedule {cfg.schedule!r}; use plateau, cosine or none")
+            raise CapcacheError(f"unknown schedule {cfg.schedule!r}; use plateau, cosine, linear or none")
 
     def after_batch(self) -> None:
-        if self.kind == "cosine":
+        if self.kind in PER_BATCH:
             self.scheduler.step()
 
     def after_epoch(self, val_loss: float | None) -> None:

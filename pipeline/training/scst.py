@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from pipeline.data.text import tokenizer
-from pipeline.data.vocab import END_ID, PAD_ID, Vocabulary
+from pipeline.data.vocab import END_ID, PAD_ID, SPECIALS, Vocabulary
 from pipeline.decoding.banned import banned_positions
 from pipeline.decoding.greedy import greedy_search
 from pipeline.decoding.sampling import Samples, sample_captions
@@ -42,27 +42,43 @@ from pipeline.training.global_batch import global_counts
 SAMPLE_MIN_LEN = 1  # samples have at least one word (<end> is banned at the first step)
 
 
-def reference_ids(captions: Sequence[Sequence[str]], vocab: Vocabulary, end_token: bool) -> list[list[list[int]]]:
-    """Per image, its references as token ids, split as the vocabulary splits training captions.
+class WordIds:
+    """The word ids CIDEr-D counts n-grams of, for references (text) and samples (token ids).
 
-    Words the vocabulary lacks get ids of their own above it (not <unk>), so the reference
-    n-grams and their document frequencies are those of the words themselves: a sample can never
-    match them (it cannot say the word), exactly as when scoring strings.
+    With a word vocabulary a sample's tokens are its words and keep their ids; reference words the
+    vocabulary lacks get ids of their own above it (not <unk>), so the reference n-grams and their
+    document frequencies are those of the words themselves: a sample can never match them (it
+    cannot say the word), exactly as when scoring strings. With a subword vocabulary (a language
+    model's tokens) a sample is decoded to its words first and every word gets an id on first
+    sight, so the reward is CIDEr-D over words either way, never over word pieces.
     """
-    split, index = tokenizer(vocab.tokenizer), {w: i for i, w in enumerate(vocab.words)}
+
+    def __init__(self, vocab):
+        self.vocab, self.split = vocab, tokenizer(vocab.tokenizer)
+        self.subword = not isinstance(vocab, Vocabulary)
+        self.index = dict(zip(SPECIALS, range(len(SPECIALS)))) if self.subword else {w: i for i, w in enumerate(vocab.words)}
+
+    def of_text(self, caption: str) -> list[int]:
+        return [self.index.setdefault(w, len(self.index)) for w in self.split(caption)]
+
+    def of_tokens(self, tokens: Sequence[int]) -> list[int]:
+        return self.of_text(self.vocab.decode(tokens)) if self.subword else list(tokens)
+
+
+def reference_ids(captions: Sequence[Sequence[str]], words: "WordIds | Vocabulary", end_token: bool) -> list[list[list[int]]]:
+    """Per image, its references as word ids (``WordIds``; a vocabulary gets its own)."""
+    words = words if isinstance(words, WordIds) else WordIds(words)
     tail = [END_ID] if end_token else []
-
-    def word_id(w: str) -> int:
-        return index.setdefault(w, len(index))  # a word outside the vocabulary: the next free id
-
-    return [[[word_id(w) for w in split(c)] + tail for c in refs] for refs in captions]
+    return [[words.of_text(c) + tail for c in refs] for refs in captions]
 
 
 class CiderReward:
     """CIDEr-D of captions (token ids) against the references of their images (record indices)."""
 
-    def __init__(self, references: list[list[list[int]]], document_frequency: DocumentFrequency, end_token: bool):
+    def __init__(self, references: list[list[list[int]]], document_frequency: DocumentFrequency, end_token: bool,
+                 words: WordIds | None = None):
         self.references = references
+        self.words = words  # a subword vocabulary's: samples are turned into word ids first
         self.scorer = CiderD(document_frequency)
         self.end_token = end_token
         self._prepared: dict[int, PreparedReferences] = {}  # image -> its reference vectors, built on first use
@@ -72,6 +88,8 @@ class CiderReward:
         ``end_token``). An empty caption gets 0 whatever its references."""
         for image in set(images) - self._prepared.keys():
             self._prepared[image] = self.scorer.prepare(self.references[image])
+        if self.words is not None:
+            captions = [self.words.of_tokens(c) for c in captions]
         words = [[*c, END_ID] if self.end_token and stop and c else list(c) for c, stop in zip(captions, ended)]
         return self.scorer.scores(words, [self._prepared[i] for i in images])
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from pipeline.data.importers.coco import import_coco
+from pipeline.data.importers.flickr30k_csv import import_flickr30k_csv
 from pipeline.data.importers.flickr8k import import_flickr8k
 from pipeline.data.importers.intake import ImportOptions, Parsed, listing, located
 from pipeline.data.importers.kaggle import import_kaggle
@@ -28,6 +29,7 @@ IMPORTERS: dict[str, Callable[[Path, ImportOptions], Parsed]] = {
     "karpathy": import_karpathy,
     "flickr8k": import_flickr8k,
     "kaggle": import_kaggle,
+    "flickr30k-csv": import_flickr30k_csv,
     "coco": import_coco,
     "nus-wide": import_nus_wide,
     "labels-csv": import_labels_csv,
@@ -46,25 +48,29 @@ def import_dataset(
     *,
     split: str | None = None,
     split_files: Mapping[str, str | Path] | None = None,
+    karpathy_split: str | Path | None = None,
 ) -> ImportResult:
     """Import one caption file of format ``fmt``; images are looked up under ``images``.
 
     ``split_seed``/``split_ratios`` apply only where a random split is drawn (kaggle files that
     are not Flickr8k, labels CSVs without a split column; NUS-WIDE's val draw uses the seed);
     ``split`` names a COCO file's split when its name does not; ``split_files``
-    gives Flickr8k's split lists when they are not beside the token file.
+    gives Flickr8k's split lists when they are not beside the token file; ``karpathy_split``
+    names the dataset_flickr30k.json whose split a flickr30k-csv file takes.
     """
     importer = IMPORTERS.get(fmt)
     if importer is None:
         raise DataError(f"unknown format {fmt!r}; use one of {', '.join(IMPORTERS)}")
-    for option, value, owner in (("split", split, "coco"), ("split_files", split_files, "flickr8k")):
+    for option, value, owner in (("split", split, "coco"), ("split_files", split_files, "flickr8k"),
+                                 ("karpathy_split", karpathy_split, "flickr30k-csv")):
         if value is not None and fmt != owner:
             raise DataError(f"{option} applies to the {owner} format only, not to {fmt}")
     root = Path(os.path.abspath(images))
     if check_files and not root.is_dir():
         raise DataError("image folder not found", root)
     files = {s: Path(p) for s, p in split_files.items()} if split_files is not None else None
-    parsed = importer(Path(path), ImportOptions(split_seed, tuple(split_ratios), split, files))
+    parsed = importer(Path(path), ImportOptions(split_seed, tuple(split_ratios), split, files,
+                                                Path(karpathy_split) if karpathy_split is not None else None))
     missing = [r.file for r in parsed.images if not (root / r.file).is_file()] if check_files else []
     warnings, skipped = list(parsed.warnings), dict(parsed.skipped)
     if missing:

@@ -37,6 +37,7 @@ class ImportOptions:
     split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
     split: str | None = None  # coco: the split of the whole file
     split_files: dict[str, Path] | None = None  # flickr8k: split name -> list of image names
+    karpathy_split: Path | None = None  # flickr30k-csv: Karpathy's dataset_flickr30k.json, whose split to apply
 
 
 @dataclass
