@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from pipeline.data.subword import LmTokens
+from pipeline.data.vocab import START_ID
 from pipeline.decoders.base import CaptionDecoder, DecoderOutput, State, select_state
 from pipeline.decoders.config import DecoderConfig
 from pipeline.decoders.prefix_lm.language_model import build_language_model, layer_count
@@ -56,7 +57,7 @@ class PrefixLM(CaptionDecoder):
             self.lm.requires_grad_(False)
         self.mapper = build_mapper(config, feature_dim, n_tokens, self.lm.get_input_embeddings().embedding_dim)
         if config.layout == "seed003":
-            lm_ids[1] = tokens.sep  # <start> is fed as <sep>, after <bos> and the prefix
+            lm_ids[START_ID] = tokens.sep  # <start> is fed as <sep>, after <bos> and the prefix
         self.register_buffer("lm_ids", torch.tensor(lm_ids), persistent=False)  # [V]
         self.register_buffer("bos", torch.tensor([tokens.bos]), persistent=False)  # [1]
         dead = torch.zeros(vocab_size, dtype=torch.bool)
