@@ -1,4 +1,5 @@
-"""What the torchvision CNN families (resnet.py, densenet.py, vgg.py) share: building the network with its weights.
+"""What the torchvision CNN families (resnet.py, densenet.py, vgg.py, alexnet.py, squeezenet.py) share:
+building the network with its weights, and the encoder whose grid is the network's ``features`` stack.
 
 Published weights are torchvision's enum names (``IMAGENET1K_V2``, ``DEFAULT``...); the recorded
 name is the member ``DEFAULT`` resolves to, so the cache key does not change meaning when a later
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
 from torch import nn
 from torchvision import models
 
+from pipeline.encoders.base import FrozenEncoder, grid_to_tokens
 from pipeline.encoders.downloads import torchvision_state_dict
 from pipeline.encoders.preprocessing import Preprocessing
 from pipeline.encoders.weights import WeightsSpec, load_state_file, load_strict, seeded
@@ -57,3 +60,20 @@ def enum_preprocessing(member: models.WeightsEnum) -> Preprocessing:
     t = member.transforms()
     return Preprocessing(resize=t.resize_size[0], crop=t.crop_size[0], interpolation=t.interpolation.value,
                          mean=tuple(t.mean), std=tuple(t.std))
+
+
+class FeaturesTrunk(FrozenEncoder):
+    """A torchvision CNN whose grid is its ``features`` stack (VGG, AlexNet, SqueezeNet), optionally
+    without the final max-pool, so the grid keeps the finer map the pool would halve."""
+
+    def __init__(self, arch: str, feature_dim: int, layer: str, drop_last_pool: bool, weights: WeightsSpec,
+                 grid: int | None):
+        net, weights, prep = build_torchvision(arch, weights)
+        super().__init__(arch, weights, prep, feature_dim=feature_dim, grid=grid, options={"layer": layer})
+        self.model = net  # the whole torchvision model (classifier unused), so published checkpoints load strictly
+        self.drop_last_pool = drop_last_pool
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # [B, 3, S, S] -> [B, cells or grid^2, feature_dim]
+        features = self.model.features
+        x = (features[:-1] if self.drop_last_pool else features)(images)  # [B, feature_dim, h, w]
+        return grid_to_tokens(x, self.grid)

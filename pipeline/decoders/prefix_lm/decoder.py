@@ -105,14 +105,19 @@ class PrefixLM(CaptionDecoder):
         state = self.prefix_cache(features)  # k<l>/v<l> [K, heads, P, d_head]
         if image_index is not None:
             state = select_state(state, image_index)  # [B, heads, P, d_head]
-        out = self.body(inputs_embeds=self.embed(self.lm_ids[tokens]), use_cache=True,
-                        **{self.cache_arg: to_cache(state, self.layers)})
-        return DecoderOutput(self.vocab_logits(self.head(out.last_hidden_state)))  # [B, T, V]
+        hidden, _ = self._extend(state, self.embed(self.lm_ids[tokens]))  # [B, T, d]
+        return DecoderOutput(self.vocab_logits(self.head(hidden)))  # [B, T, V]
 
     def prefix_cache(self, features: torch.Tensor) -> State:
         """features [K, L, D] -> the LM's keys and values over each image's prefix."""
-        out = self.body(inputs_embeds=self.prefix(features), use_cache=True)
-        return from_cache(returned_cache(out), self.layers)  # k<l>/v<l> [K, heads, P, d_head]
+        return self._extend(None, self.prefix(features))[1]  # k<l>/v<l> [K, heads, P, d_head]
+
+    def _extend(self, state: State | None, embeds: torch.Tensor) -> tuple[torch.Tensor, State]:
+        """The LM over embeds [B, n, d] after the cached positions of ``state`` (None: none) ->
+        (their hidden states [B, n, d], the cache with them appended)."""
+        cache = {self.cache_arg: to_cache(state, self.layers)} if state is not None else {}
+        out = self.body(inputs_embeds=embeds, use_cache=True, **cache)
+        return out.last_hidden_state, from_cache(returned_cache(out), self.layers)
 
     def init_state(self, features: torch.Tensor) -> State:
         if not self.kv_cache:
@@ -122,10 +127,8 @@ class PrefixLM(CaptionDecoder):
     def step(self, state: State, tokens: torch.Tensor) -> tuple[torch.Tensor, State]:
         x = self.embed(self.lm_ids[tokens]).unsqueeze(1)  # [B, 1, d]
         if self.kv_cache:
-            out = self.body(inputs_embeds=x, use_cache=True, **{self.cache_arg: to_cache(state, self.layers)})
-            new = from_cache(returned_cache(out), self.layers)  # t + 1 positions
+            hidden, new = self._extend(state, x)  # the cache grows by one position
         else:
             new = {"embeds": torch.cat([state["embeds"], x], 1)}  # [B, P + t + 1, d]
-            out = self.body(inputs_embeds=new["embeds"], use_cache=False)
-        hidden = out.last_hidden_state[:, -1]  # [B, d]
-        return self.vocab_logits(self.head(hidden)).float().log_softmax(-1), new  # [B, V]
+            hidden = self.body(inputs_embeds=new["embeds"], use_cache=False).last_hidden_state
+        return self.vocab_logits(self.head(hidden[:, -1])).float().log_softmax(-1), new  # [B, V]

@@ -45,37 +45,36 @@ class PooledMapper(nn.Module):
         return self.net(pooled).view(-1, self.k, self.width)
 
 
-class TransformerMapper(nn.Module):
+class GridMapper(nn.Module):
+    """Every (projected, position-encoded, optionally grid-encoded) cell -> one prefix embedding."""
+
     def __init__(self, config: DecoderConfig, feature_dim: int, n_tokens: int, width: int):
         super().__init__()
         if config.feature_proj == "none":
-            raise CapcacheError("mapper=transformer needs model.feature_proj linear or conv (its width is model.proj_dim)")
-        self.grid = GridEncoder(config, feature_dim, n_tokens)  # norm, projection, learned positions
+            raise CapcacheError(f"mapper={config.mapper} needs model.feature_proj linear or conv (its width is model.proj_dim)")
+        self.grid = GridEncoder(config, feature_dim, n_tokens)  # norm, projection, positions, optional encoder
+        self.norm = nn.LayerNorm(self.grid.out_dim)  # pre-norm layers leave the residual stream unnormalised
+        self.out = nn.Linear(self.grid.out_dim, width)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:  # [B, L, D] -> [B, L, d_lm]
+        return self.out(self.norm(self.grid(features)))
+
+
+class TransformerMapper(GridMapper):
+    """The grid mapper's cells read by k learned queries; the queries' outputs are the prefix."""
+
+    def __init__(self, config: DecoderConfig, feature_dim: int, n_tokens: int, width: int):
+        super().__init__(config, feature_dim, n_tokens, width)
         d = self.grid.out_dim
         self.queries = nn.Parameter(torch.randn(1, config.prefix_len, d) * 0.02)  # [1, k, d]
         layer = nn.TransformerEncoderLayer(d, config.heads, config.ff_dim, config.dropout, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, config.mapper_layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(d)  # pre-norm layers leave the residual stream unnormalised
-        self.out = nn.Linear(d, width)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:  # [B, L, D] -> [B, k, d_lm]
         cells = self.grid(features)  # [B, L, d]
         k = self.queries.size(1)
         x = self.encoder(torch.cat([cells, self.queries.expand(cells.size(0), -1, -1)], 1))  # [B, L+k, d]
         return self.out(self.norm(x[:, -k:]))  # [B, k, d_lm]
-
-
-class GridMapper(nn.Module):
-    def __init__(self, config: DecoderConfig, feature_dim: int, n_tokens: int, width: int):
-        super().__init__()
-        if config.feature_proj == "none":
-            raise CapcacheError("mapper=grid needs model.feature_proj linear or conv (its width is model.proj_dim)")
-        self.grid = GridEncoder(config, feature_dim, n_tokens)  # norm, projection, positions, optional encoder
-        self.norm = nn.LayerNorm(self.grid.out_dim)
-        self.out = nn.Linear(self.grid.out_dim, width)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:  # [B, L, D] -> [B, L, d_lm]
-        return self.out(self.norm(self.grid(features)))
 
 
 def build_mapper(config: DecoderConfig, feature_dim: int, n_tokens: int, width: int) -> nn.Module:
