@@ -89,6 +89,28 @@ def _jpeg(size: tuple[int, int], fmt: str = "JPEG") -> bytes:
     return buf.getvalue()
 
 
+def test_a_body_over_the_limit_sent_slowly_in_full_still_gets_its_413(server):
+    """Clients such as urllib and curl send the whole body before they read the answer: the server
+    must read and drop the rest of a refused body, or the client sees "connection reset" instead of
+    the reason (the CI failure of test_odd_uploads... on a loaded machine)."""
+    import socket
+
+    base = server[0]
+    host, port = base.removeprefix("http://").split(":")
+    body, kind = _multipart([("huge.jpg", os.urandom(MAX_MB * 1024 * 1024 + 10))])
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        sock.sendall(f"POST /caption HTTP/1.1\r\nHost: {host}\r\nContent-Type: {kind}\r\n"
+                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
+        for start in range(0, len(body), 256 * 1024):  # the server answers long before this ends
+            sock.sendall(body[start:start + 256 * 1024])
+            time.sleep(0.02)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), head
+    assert "over the limit" in json.loads(payload)["error"]
+
 def test_real_photos_get_captions_nbest_and_attention_from_every_run(server, shared_data):
     base, _, _, runs = server
     photos = _photos(shared_data)[:3]

@@ -64,6 +64,8 @@ def create_app(runs: list[ServedRun], limits: Limits = Limits(), allow_urls: boo
             uploads, run_name = await _read_request(request, limits, allow_urls)
             chosen = _chosen_runs(run_name, runs, by_name)
         except ClientError as e:
+            if e.status == 413:
+                await _discard_rest_of_body(request, limits)
             return JSONResponse({"error": str(e)}, status_code=e.status)
         results = await asyncio.gather(*(_answer(u, chosen) for u in uploads))
         status = 422 if not any(r["ok"] for r in results) else 200
@@ -134,6 +136,33 @@ async def _body(request: Request, limits: Limits) -> bytes:
             raise ClientError(413, f"request body is over the limit of {limits.max_bytes:,} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _discard_rest_of_body(request: Request, limits: Limits) -> None:
+    """Read and drop what is left of a refused body, so the client gets to read the 413.
+
+    A client such as urllib or curl sends the whole body before it reads the answer; a server
+    that answers and closes with unread bytes in its socket makes the kernel reset the
+    connection, and the client sees "connection reset" instead of the reason (nginx's
+    "lingering close" solves the same). The drain is bounded in bytes and seconds, so a
+    client that declares gigabytes cannot hold the server: past the bound it gets the reset.
+    """
+    budget = _DRAIN_FACTOR * limits.max_bytes
+
+    async def drain() -> None:
+        nonlocal budget
+        while budget > 0:
+            message = await request.receive()  # ASGI level: works after a parser stopped half-way
+            budget -= len(message.get("body", b""))
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(drain(), timeout=_DRAIN_TIMEOUT_S)
+
+
+_DRAIN_FACTOR = 4  # a refused body is read up to 4 x the limit before the connection is dropped
+_DRAIN_TIMEOUT_S = 10.0
 
 
 async def _read_form(request: Request, limits: Limits) -> tuple[list[Upload], str | None, str | None]:
