@@ -57,21 +57,28 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Folder for data, cach
 
 @app.command("import")
 @friendly_errors
-def import_(fmt: str = typer.Argument(..., metavar="FORMAT", help="karpathy | flickr8k | kaggle | flickr30k-csv | coco | nus-wide | labels-csv"),
-            path: Path = typer.Argument(..., help="Caption file (dataset_*.json, Flickr8k.token.txt, captions.txt, results.csv, captions_*.json), "
-                                                  "NUS-WIDE's folder, or a labels CSV (image,labels[,tags][,split])."),
-            images: Path = typer.Option(..., help="Folder holding the image files."),
-            out: str = typer.Option(..., help="Manifest name (saved as data_manifests/NAME.json) or a .json path."),
-            split: Optional[str] = typer.Option(None, help="COCO: the split of this file (default: from its name)."),
+def import_(fmt: str = typer.Argument(..., metavar="FORMAT", help="karpathy | flickr8k | kaggle | flickr30k-csv | coco | nus-wide | "
+                                                                  "labels-csv | conceptual-captions | img2dataset"),
+            paths: List[Path] = typer.Argument(..., metavar="PATH...", help="Caption file (dataset_*.json, Flickr8k.token.txt, captions.txt, results.csv, captions_*.json), "
+                                                                            "NUS-WIDE's folder, or a labels CSV (image,labels[,tags][,split]); conceptual-captions: "
+                                                                            "a TSV; img2dataset: output folders or shard .tar files."),
+            images: Optional[Path] = typer.Option(None, help="Folder holding the image files (not for conceptual-captions, img2dataset)."),
+            out: str = typer.Option(..., help="Manifest name (saved as data_manifests/NAME.json, NAME.jsonl for conceptual-captions "
+                                              "and img2dataset) or a .json / .jsonl path."),
+            split: Optional[str] = typer.Option(None, help="COCO: the split of this file (default: from its name); "
+                                                           "conceptual-captions, img2dataset: the split of PATH (default train)."),
+            val: Optional[List[Path]] = typer.Option(None, help="conceptual-captions, img2dataset: an input of the val split (repeatable)."),
+            test: Optional[List[Path]] = typer.Option(None, help="conceptual-captions, img2dataset: an input of the test split (repeatable)."),
             split_seed: int = typer.Option(0, help="Seed for a random split when the format has none."),
             karpathy_split: Optional[Path] = typer.Option(None, help="flickr30k-csv: dataset_flickr30k.json, whose split to apply."),
             no_check_files: bool = typer.Option(False, "--no-check-files", help="Don't check image files exist.")):
     """Translate a caption dataset into a capcache manifest."""
-    from pipeline.data.importers import import_dataset
+    from pipeline.data.importers import import_dataset, manifest_path
 
-    target = Path(out) if out.endswith(".json") else Path("data_manifests") / f"{out}.json"
-    result = import_dataset(fmt, path, images, name=target.stem, out=target, split_seed=split_seed,
-                            check_files=not no_check_files, split=split, karpathy_split=karpathy_split)
+    target = manifest_path(out, fmt)
+    result = import_dataset(fmt, paths, images, name=target.stem, out=target, split_seed=split_seed,
+                            check_files=not no_check_files, split=split, val=val or (), test=test or (),
+                            karpathy_split=karpathy_split)
     typer.echo(result.summary())
     typer.echo(f"manifest: {target}")
 
@@ -85,12 +92,23 @@ def extract(manifest: Path = typer.Argument(..., help="Manifest JSON."),
             cache_dir: Path = typer.Option(Path("cache"), help="Where cache files live."),
             batch_size: int = typer.Option(32, min=1), workers: int = typer.Option(2, min=0),
             device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
-            dtype: str = typer.Option("float16", help="float16 | float32")):
-    """Run a frozen encoder over every image once and store the features (resumable)."""
+            dtype: str = typer.Option("float16", help="float16 | float32"),
+            part_rows: Optional[int] = typer.Option(None, min=1, help="Write the cache in part files of this many "
+                                                    "rows (under torchrun always: default 10000; each rank writes whole parts)."),
+            plan: bool = typer.Option(False, help="Only say what would be written: size, free space, parts per process."),
+            processes: int = typer.Option(1, min=1, help="With --plan: the torchrun job's total number of processes.")):
+    """Run a frozen encoder over every image once and store the features (resumable; in parts under torchrun)."""
     from pipeline.data.manifest import Manifest
     from pipeline.extract import extract as run_extract
 
-    result = run_extract(Manifest.load(manifest), encoder, weights, grid, cache_dir, batch_size, workers, device, dtype)
+    if plan:
+        from pipeline.extract.plan import plan_extraction
+
+        typer.echo(plan_extraction(Manifest.load(manifest), encoder, weights, grid, cache_dir, dtype, processes,
+                                   part_rows).summary())
+        return
+    result = run_extract(Manifest.load(manifest), encoder, weights, grid, cache_dir, batch_size, workers, device, dtype,
+                         rows_per_part=part_rows)
     if not result.main_process:  # other torchrun ranks: rank 0 reports for the job
         return
     typer.echo(result.summary())

@@ -1,5 +1,5 @@
 """What several test modules do alike: interrupt a training run, read Flickr8k captions, run a
-script under torchrun."""
+script under torchrun, make a manifest of many images from the few real photos."""
 
 from __future__ import annotations
 
@@ -55,3 +55,21 @@ def torchrun_two_processes(script: str, tmp_path: Path, out_name: str) -> Path:
                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     return out
+
+
+def linked_photos(folder: Path, real_photos: Path, n: int) -> Path:
+    """A saved manifest of ``n`` images in ``folder``/images: links to the real photos, cycled."""
+    from pipeline.data.manifest import ImageRecord, Manifest
+
+    images = folder / "images"
+    images.mkdir(parents=True)
+    photos = sorted(p for p in real_photos.iterdir() if p.suffix in (".jpg", ".png"))
+    records = []
+    for i in range(n):
+        source = photos[i % len(photos)]
+        name = f"{i:05d}{source.suffix}"
+        (images / name).symlink_to(source)
+        records.append(ImageRecord(name, name, "train", ["a photo"]))
+    path = folder / "many.json"
+    Manifest("many", str(images), records).save(path)
+    return path

@@ -19,7 +19,7 @@ from pipeline.encoders import build_encoder
 from pipeline.errors import CapcacheError
 from pipeline.extract import extract
 from pipeline.extract.images import load_image
-from pipeline.extract.runner import cache_spec
+from pipeline.extract.result import cache_spec
 
 
 @pytest.fixture()

@@ -19,6 +19,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import pipeline.cache.writer as writer_module
+import pipeline.extract.loop as loop
 import pipeline.extract.runner as runner
 from cli import app
 from pipeline.cache import hdf5
@@ -59,17 +60,17 @@ def run(manifest: Manifest, cache: Path, **kwargs):
 
 def interrupted(manifest: Manifest, cache: Path, monkeypatch, after_batches: int = 1) -> None:
     """An extraction stopped by Ctrl-C after ``after_batches`` batches were encoded."""
-    real, calls = runner._encode, {"n": 0}
+    real, calls = loop._encode, {"n": 0}
 
     def encode(*args):
         calls["n"] += 1
         if calls["n"] > after_batches:
             raise KeyboardInterrupt
         return real(*args)
-    monkeypatch.setattr(runner, "_encode", encode)
+    monkeypatch.setattr(loop, "_encode", encode)
     with pytest.raises(KeyboardInterrupt):
         run(manifest, cache)
-    monkeypatch.setattr(runner, "_encode", real)
+    monkeypatch.setattr(loop, "_encode", real)
 
 
 def features(path: Path) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Extraction survives what real runs meet: kill -9, a full disk, no permission, several processes.
+"""Extraction survives what real runs meet: kill -9, a full disk, no permission (several processes:
+test_sharded_extraction).
 
 Each test compares against an uninterrupted single-process run of the same command, row for row.
 """
@@ -25,6 +26,7 @@ from pipeline.cache.inspect import cache_info, list_caches, verify_cache
 from pipeline.data.manifest import ImageRecord, Manifest
 from pipeline.errors import CapcacheError
 from pipeline.extract import extract
+from tests.helpers import linked_photos
 
 REPO = Path(__file__).resolve().parents[1]
 N_ROWS = 800
@@ -33,19 +35,7 @@ N_ROWS = 800
 @pytest.fixture(scope="module")
 def many_photos(tmp_path_factory, real_photos: Path) -> Path:
     """A manifest of N_ROWS images: links to the real photos, cycled, saved to disk for the CLI."""
-    tmp_path = tmp_path_factory.mktemp("many")
-    images = tmp_path / "images"
-    images.mkdir()
-    photos = sorted(p for p in real_photos.iterdir() if p.suffix in (".jpg", ".png"))
-    records = []
-    for i in range(N_ROWS):
-        source = photos[i % len(photos)]
-        name = f"{i:05d}{source.suffix}"
-        (images / name).symlink_to(source)
-        records.append(ImageRecord(name, name, "train", ["a photo"]))
-    path = tmp_path / "many.json"
-    Manifest("many", str(images), records).save(path)
-    return path
+    return linked_photos(tmp_path_factory.mktemp("many"), real_photos, N_ROWS)
 
 
 def _cli(*args: str, **kw) -> subprocess.Popen:
@@ -125,21 +115,6 @@ def test_kill_9_with_decoding_workers_then_an_immediate_rerun_resumes(many_photo
     # situation); on a loaded machine it can be gone already, and the resume must work at once either way
     assert 0 < resumed.extracted < N_ROWS - done_when_killed + 50
     assert verify_cache(resumed.path, progress=False).ok
-
-
-def test_torchrun_two_processes_build_one_cache_equal_to_a_single_process(many_photos, uninterrupted, tmp_path):
-    single = uninterrupted
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          str(REPO / "cli.py"), "extract", str(many_photos), "--encoder", "tiny-cnn",
-                          "--cache-dir", str(tmp_path / "ddp"), "--batch-size", "8", "--workers", "0"],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.strip().splitlines()[-1] == str(tmp_path / "ddp" / single.name)
-    assert run.stdout.count("extracted now:") == 1  # only rank 0 reports
-    (want, want_status), (got, got_status) = _features(single), _features(tmp_path / "ddp" / single.name)
-    np.testing.assert_array_equal(got_status, want_status)
-    np.testing.assert_array_equal(got, want)
 
 
 @pytest.fixture()

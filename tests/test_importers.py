@@ -17,6 +17,7 @@ import pytest
 
 from pipeline.data.importers import IMPORTERS, ImportResult, import_dataset
 from pipeline.data.importers.splits import load_official_split, random_split
+from pipeline.data.importers.streamed import StreamedImporter
 from pipeline.data.manifest import Manifest
 from pipeline.errors import DataError
 
@@ -472,8 +473,12 @@ GARBAGE = {
 def test_no_input_ends_in_a_traceback(tmp_path: Path, fmt: str, kind: str) -> None:
     """Whatever file a user points any importer at, the answer is a DataError naming it, or a manifest."""
     path = write(tmp_path, "input_val.txt", GARBAGE[kind])
+    streamed = isinstance(IMPORTERS[fmt], StreamedImporter)  # no image folder; written as it is read
     try:
-        import_dataset(fmt, path, tmp_path, "x", check_files=False)
+        if streamed:
+            import_dataset(fmt, path, None, "x", out=tmp_path / "x.jsonl")
+        else:
+            import_dataset(fmt, path, tmp_path, "x", check_files=False)
     except DataError as e:
         assert "input_val.txt" in str(e)
 

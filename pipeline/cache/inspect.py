@@ -19,6 +19,7 @@ from pipeline.cache import hdf5
 from pipeline.cache.contents import changed_content
 from pipeline.cache.key import CacheSpec
 from pipeline.cache.lock import holder
+from pipeline.cache.parts import ATTR_PARTS, missing_parts, stored_bytes
 from pipeline.cache.sidecar import read_sidecar
 from pipeline.cache.writer import reopen_rows
 from pipeline.errors import CapcacheError
@@ -42,6 +43,8 @@ class CacheInfo:
     versions: dict = field(default_factory=dict)
     spec: dict = field(default_factory=dict)
     compute: dict = field(default_factory=dict)  # where the features were computed: device, precision
+    parts: int = 0  # part files a joined cache is made of (``parts``); 0 for one file
+    missing_parts: list[str] = field(default_factory=list)  # those of them not on disk
 
     @property
     def n_pending(self) -> int:
@@ -63,10 +66,14 @@ class CacheInfo:
             + (f", pooled {self.pooled_dim}" if self.pooled_dim else ""),
             f"rows:        {self.n_done} done, {self.n_bad} bad, {self.n_pending} pending"
             + (" (complete)" if self.complete else " (incomplete: run the same extract again to finish)"),
-            f"size:        {self.size_bytes / 2**20:.1f} MiB",
+            f"size:        {self.size_bytes / 2**20:.1f} MiB" + (f" in {self.parts} parts" if self.parts else ""),
             f"computed on: {self.compute.get('device', '?')} ({self.compute.get('precision', '?')})",
             f"built with:  {', '.join(f'{k} {v}' for k, v in sorted(self.versions.items()))}",
         ]
+        if self.missing_parts:
+            lines.append(f"missing:     {len(self.missing_parts)} part files ({', '.join(self.missing_parts[:3])}"
+                         + (" ..." if len(self.missing_parts) > 3 else "") + "); their rows read as pending: run the "
+                         "same extract again to redo them")
         return "\n".join(lines)
 
 
@@ -122,9 +129,10 @@ def _info(f: h5py.File, path: Path) -> CacheInfo:
         weights=str(spec["encoder"]["weights"]), manifest=read_sidecar(path).get("manifest", "?"),
         n_images=len(status), n_done=int((status == hdf5.DONE).sum()), n_bad=int((status == hdf5.BAD).sum()),
         shape=tuple(features.shape[1:]), pooled_dim=f[hdf5.POOLED].shape[1] if hdf5.POOLED in f else None,
-        dtype=str(features.dtype), size_bytes=path.stat().st_size,
+        dtype=str(features.dtype), size_bytes=stored_bytes(path),
         versions=json.loads(f.attrs[hdf5.ATTR_VERSIONS]), spec=spec,
-        compute=json.loads(f.attrs.get(hdf5.ATTR_COMPUTE, "{}")))
+        compute=json.loads(f.attrs.get(hdf5.ATTR_COMPUTE, "{}")),
+        parts=len(json.loads(f.attrs.get(ATTR_PARTS, "[]"))), missing_parts=missing_parts(f, path))
     if CacheSpec.from_dict(spec).key != info.key:
         raise CapcacheError(f"{path} has a key that does not match its own settings (edited or damaged); extract again")
     return info

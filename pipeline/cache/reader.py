@@ -17,6 +17,7 @@ import numpy as np
 
 from pipeline.cache import hdf5
 from pipeline.cache.key import CacheSpec
+from pipeline.cache.parts import missing_parts, stored_bytes
 from pipeline.errors import CapcacheError
 
 
@@ -26,7 +27,7 @@ def fits_in_memory(path: str | os.PathLike, share: float = 0.6) -> bool:
         available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return True
-    return Path(path).stat().st_size <= share * available
+    return stored_bytes(Path(path)) <= share * available
 
 
 class FeatureCache:
@@ -44,8 +45,12 @@ class FeatureCache:
                 self.pooled_dim = f[hdf5.POOLED].shape[1] if hdf5.POOLED in f else None  # E
                 self._memory = f[hdf5.FEATURES][:] if in_memory else None
                 self._checksums = f[hdf5.CHECKSUMS][:] if hdf5.CHECKSUMS in f else None  # [N]; older caches: none
+                gone = missing_parts(f, self.path)
         except (OSError, KeyError) as e:  # opened, but not laid out as a cache (or truncated)
             raise hdf5.damaged(self.path, e) from e
+        if gone:
+            raise CapcacheError(f"{self.path.name} is joined from part files and {len(gone)} of them are missing "
+                                f"(e.g. {gone[0]}); run the same extract command again to redo them")
         self.row_of = {image_id: row for row, image_id in enumerate(self.image_ids)}
         self._handle: h5py.File | None = None
         self._pid: int | None = None

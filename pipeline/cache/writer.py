@@ -117,19 +117,32 @@ class CacheWriter:
             done = f[hdf5.STATUS][:] == hdf5.DONE
             there = {(i, name): r for r, (i, name) in enumerate(zip(their_ids, their_files)) if done[r]}
             pairs = sorted((there[(ids[r], files[r])], int(r)) for r in self.rows_to_do() if (ids[r], files[r]) in there)
-            pooled_ds = f.get(hdf5.POOLED)
-            copied = 0
-            for start in range(0, len(pairs), block):
-                src, dst = map(np.array, zip(*pairs[start:start + block]))  # src increasing, dst any order
-                features = f[hdf5.FEATURES][src]  # [b, L, D]
-                pooled = pooled_ds[src] if pooled_ds is not None else None  # [b, E]
-                intact = hdf5.row_checksums(features, pooled) == f[hdf5.CHECKSUMS][src]  # [b]
-                order = np.argsort(dst)
-                order = order[intact[order]]  # h5py writes rows in increasing order
-                digests = [d.decode() for d in f[hdf5.DIGESTS][src][order]]
-                self.write(dst[order], features[order], pooled[order] if pooled is not None else None,
-                           digests, f[hdf5.STATS][src][order])
-                copied += len(order)
+            return self._copy_pairs(f, pairs, block)
+
+    def copy_slice_from(self, source: Path, start: int, block: int = 256) -> int:
+        """Fill pending rows from rows ``start``... of ``source``, a cache of the same images in the same
+        order (this file is its slice from ``start``: a part taking over an interrupted one-file run);
+        returns how many were copied. Rows are checked like ``copy_rows_from``'s."""
+        todo = self.rows_to_do()
+        with hdf5.open_for_reading(source) as f:
+            done = f[hdf5.STATUS][start:start + len(self._status)] == hdf5.DONE
+            return self._copy_pairs(f, [(start + int(r), int(r)) for r in todo if done[r]], block)
+
+    def _copy_pairs(self, f: h5py.File, pairs: list[tuple[int, int]], block: int) -> int:
+        """Copy rows (source row of ``f``, row here), sorted by source row, whose checksum still holds."""
+        pooled_ds = f.get(hdf5.POOLED)
+        copied = 0
+        for start in range(0, len(pairs), block):
+            src, dst = map(np.array, zip(*pairs[start:start + block]))  # src increasing, dst any order
+            features = f[hdf5.FEATURES][src]  # [b, L, D]
+            pooled = pooled_ds[src] if pooled_ds is not None else None  # [b, E]
+            intact = hdf5.row_checksums(features, pooled) == f[hdf5.CHECKSUMS][src]  # [b]
+            order = np.argsort(dst)
+            order = order[intact[order]]  # h5py writes rows in increasing order
+            digests = [d.decode() for d in f[hdf5.DIGESTS][src][order]]
+            self.write(dst[order], features[order], pooled[order] if pooled is not None else None,
+                       digests, f[hdf5.STATS][src][order])
+            copied += len(order)
         return copied
 
     def status_array(self) -> np.ndarray:

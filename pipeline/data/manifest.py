@@ -3,16 +3,22 @@
 A manifest names each image once (id, file relative to ``image_root``, split) with its raw
 captions. Tokenisation happens later, the same way for every source format, so two importers of
 the same data give the same training run.
+
+It is saved as one JSON document (``.json``, every manifest before the web-scale sets) or as JSON
+Lines (``.jsonl``: a header line, then one record per line, see ``manifest_lines``), which an
+importer can write record by record; ``load`` reads either.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.data.labels import LabelSet
+from pipeline.data.manifest_lines import SUFFIX, is_manifest_lines, read_manifest_lines, write_manifest_lines
 from pipeline.errors import DataError
 from pipeline.io import atomic_write_json, read_json
 
@@ -20,12 +26,27 @@ SPLITS = ("train", "val", "test", "restval")
 MANIFEST_VERSION = 1
 
 
-@dataclass
+@dataclass(slots=True)  # no per-record __dict__: a loaded 3.3 M-image manifest is mostly these
 class ImageRecord:
     image_id: str
-    file: str  # relative to Manifest.image_root
+    file: str  # relative to Manifest.image_root; inside ``shard`` when that is set
     split: str  # one of SPLITS
     captions: list[str]
+    url: str | None = None  # where a web image was published (Conceptual Captions, img2dataset)
+    shard: str | None = None  # the img2dataset tar holding ``file``, relative to Manifest.image_root
+    key: str | None = None  # img2dataset's key of the sample (webdataset's ``__key__``)
+
+    def to_dict(self) -> dict:
+        """The saved form; an optional field only when set, so a record without them (every one
+        imported before the web formats) is saved byte for byte as it always was."""
+        d = {"image_id": self.image_id, "file": self.file, "split": self.split, "captions": self.captions}
+        if self.url is not None:  # spelled out, not a loop over the fields: this runs 3.3 M times an import
+            d["url"] = self.url
+        if self.shard is not None:
+            d["shard"] = self.shard
+        if self.key is not None:
+            d["key"] = self.key
+        return d
 
 
 @dataclass
@@ -59,6 +80,26 @@ class Manifest:
         counts = Counter(r.split for r in self.images)
         return {s: counts.get(s, 0) for s in SPLITS if counts.get(s, 0)}
 
+    def require_image_files(self) -> None:
+        """Refuse, in one line, a manifest whose images are not files under ``image_root``.
+
+        ``capcache extract`` decodes image files. A URL list (a Conceptual Captions TSV import,
+        no image folder) has nothing to decode yet, and images inside img2dataset tars need a
+        shard reader that extraction does not have yet; either would otherwise end as "N of N
+        images are missing", which points at the wrong fix.
+        """
+        if not self.image_root:
+            raise DataError(f"manifest {self.name!r} lists image URLs only, with no image folder; download the "
+                            "images with img2dataset and import its output folder with `capcache import "
+                            "img2dataset FOLDER --out NAME` (docs/web_datasets.md)")
+        shard = next((r.shard for r in self.images if r.shard is not None), None)
+        if shard is not None:
+            raise DataError(f"the images of manifest {self.name!r} are inside img2dataset shards (e.g. "
+                            f"{Path(self.image_root) / shard}), which capcache extract cannot read yet; unpack "
+                            "each shard into a folder of its name (mkdir 00000 && tar -xf 00000.tar -C 00000) "
+                            "and import the unpacked output folder with `capcache import img2dataset FOLDER "
+                            "--out NAME` (docs/web_datasets.md)")
+
     def image_path(self, rec: ImageRecord, base: str | os.PathLike | None = None) -> Path:
         """Absolute path of an image; ``base`` is the manifest's folder for a relative root."""
         root = Path(self.image_root)
@@ -67,22 +108,36 @@ class Manifest:
         return root / rec.file
 
     # -- persistence -----------------------------------------------------------------------
+    def header(self) -> dict:
+        """Everything but the images: a JSON Lines manifest's first line."""
+        return {"name": self.name, "image_root": self.image_root, **self._after_images()}
+
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("labels")
-        return {**d, **({"labels": self.labels.to_dict()} if self.labels is not None else {})}
+        """The JSON document, its keys in the order manifests have always had them."""
+        return {"name": self.name, "image_root": self.image_root, "images": [r.to_dict() for r in self.images],
+                **self._after_images()}
+
+    def _after_images(self) -> dict:
+        return {"source": self.source, "version": self.version,
+                **({"labels": self.labels.to_dict()} if self.labels is not None else {})}
 
     @classmethod
     def from_dict(cls, d: dict, path: object = "<manifest>") -> "Manifest":
         try:
-            images = [ImageRecord(**r) for r in d["images"]]
-            labels = LabelSet.from_dict(d["labels"]) if d.get("labels") is not None else None
-            return cls(name=d["name"], image_root=d["image_root"], images=images,
-                       source=d.get("source", {}), version=d.get("version", MANIFEST_VERSION), labels=labels)
+            return cls._from_header(d, [ImageRecord(**r) for r in d["images"]])
         except (KeyError, TypeError) as e:
             raise DataError(f"not a capcache manifest ({e}); create one with `capcache import`", path) from e
 
+    @classmethod
+    def _from_header(cls, head: dict, images: list[ImageRecord]) -> "Manifest":
+        labels = LabelSet.from_dict(head["labels"]) if head.get("labels") is not None else None
+        return cls(name=head["name"], image_root=head["image_root"], images=images, source=head.get("source", {}),
+                   version=head.get("version", MANIFEST_VERSION), labels=labels)
+
     def save(self, path: str | os.PathLike) -> Path:
+        """A ``.jsonl`` path is written as JSON Lines, any other as one JSON document."""
+        if Path(path).suffix == SUFFIX:
+            return write_manifest_lines(path, self.header(), (r.to_dict() for r in self.images))
         return atomic_write_json(path, self.to_dict())
 
     @classmethod
@@ -90,12 +145,32 @@ class Manifest:
         p = Path(path)
         if not p.is_file():
             raise DataError("manifest not found; create one with `capcache import` or `capcache demo`", p)
+        m = cls._load_lines(p) if is_manifest_lines(p) else cls._load_document(p)
+        root = Path(m.image_root)
+        if m.image_root and not root.is_absolute():  # keep a relative root meaningful wherever the caller runs from
+            m.image_root = str((p.parent / root).resolve())
+        return m
+
+    @classmethod
+    def _load_document(cls, p: Path) -> "Manifest":
         try:
             d = read_json(p)
         except ValueError as e:
             raise DataError(f"manifest is not valid JSON ({e})", p) from e
-        m = cls.from_dict(d, p)
-        root = Path(m.image_root)
-        if not root.is_absolute():  # keep a relative root meaningful wherever the caller runs from
-            m.image_root = str((p.parent / root).resolve())
-        return m
+        return cls.from_dict(d, p)
+
+    @classmethod
+    def _load_lines(cls, p: Path) -> "Manifest":
+        lines = read_manifest_lines(p)
+        _, head = next(lines)
+        images = []
+        for number, record in lines:
+            try:
+                record["split"] = sys.intern(record["split"])  # one "train" for 3.3 M records, not 3.3 M of them
+                images.append(ImageRecord(**record))
+            except (KeyError, TypeError) as e:
+                raise DataError(f"not a manifest image record ({e})", p, number) from e
+        try:
+            return cls._from_header(head, images)
+        except (KeyError, TypeError) as e:
+            raise DataError(f"not a capcache manifest header ({e}); create one with `capcache import`", p, 1) from e

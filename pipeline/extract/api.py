@@ -25,12 +25,18 @@ MOST_MISSING = 0.5  # refuse when more than this share of the images is not ther
 
 def extract(manifest: Manifest, encoder: str, weights: str | None = None, grid: int | None = None,
             cache_dir: str | Path = "cache", batch_size: int = 32, workers: int = 2,
-            device: str = "auto", dtype: str = "float16", progress: bool = True) -> ExtractResult:
+            device: str = "auto", dtype: str = "float16", progress: bool = True,
+            rows_per_part: int | None = None) -> ExtractResult:
     """Fill (or reuse) the cache of ``encoder`` over the manifest's images; resumes an interrupted one.
 
-    Under ``torchrun`` every rank takes a share of the images and rank 0 writes one cache file.
+    Under ``torchrun`` (or with ``rows_per_part``) the cache is written in parts of ``rows_per_part``
+    rows (default 10,000), every rank filling whole parts, and rank 0 joins them into one cache
+    file (``in_parts``).
     """
     check_options(dtype, batch_size, workers, grid, device)
+    if rows_per_part is not None and rows_per_part < 1:
+        raise CapcacheError(f"rows per part {rows_per_part} is out of range; it must be at least 1")
+    manifest.require_image_files()  # URL lists and img2dataset shards: one line saying what to do
     stats = file_stats([manifest.image_path(r) for r in manifest.images])  # [N, 2] (size, mtime_ns)
     check_images_exist(manifest, stats)
     request = request_digest(manifest, encoder, weights, grid, dtype)
@@ -42,7 +48,7 @@ def extract(manifest: Manifest, encoder: str, weights: str | None = None, grid: 
     from pipeline.extract.runner import run_extraction  # torch, the encoder's libraries
 
     return run_extraction(manifest, encoder, weights, grid, cache_dir, batch_size, workers, device, dtype, progress,
-                          request, stats)
+                          request, stats, rows_per_part)
 
 
 def check_options(dtype: str, batch_size: int, workers: int, grid: int | None, device: str) -> None:

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pipeline.cache.key import CacheSpec
+import numpy as np
+
+from pipeline.cache.key import CacheSpec, image_digests
+from pipeline.cache.parts import stored_bytes
 from pipeline.cache.sidecar import sidecar_path
 from pipeline.data.manifest import Manifest
+
+if TYPE_CHECKING:  # torch is imported only when there is work to do
+    from pipeline.encoders.base import FrozenEncoder
 
 
 @dataclass
@@ -25,7 +32,7 @@ class ExtractResult:
 
     @property
     def size_bytes(self) -> int:
-        return self.path.stat().st_size
+        return stored_bytes(self.path)
 
     @property
     def images_per_s(self) -> float:
@@ -48,3 +55,18 @@ class ExtractResult:
 
 def cache_path_for(cache_dir: str | Path, manifest: Manifest, spec: CacheSpec) -> Path:
     return Path(cache_dir) / f"{spec.encoder['encoder']}-{manifest.name}-{spec.key}.h5"
+
+
+def cache_spec(manifest: Manifest, encoder: FrozenEncoder, dtype: str, stats: np.ndarray | None = None) -> CacheSpec:
+    """The spec of ``encoder``'s cache over the manifest's images; ``stats`` [N, 2] their files' (size, mtime_ns)."""
+    image_set, image_names = image_digests(manifest, None if stats is None else stats[:, 0])
+    return CacheSpec(encoder=encoder.describe(), dtype=dtype, image_set=image_set, image_names=image_names,
+                     n_images=len(manifest.images))
+
+
+def sidecar_report(spec: CacheSpec, manifest: Manifest, bad: list[dict], complete: bool, n_done: int | None,
+                   world: int, request: str) -> dict:
+    """The report (``pipeline.cache.sidecar``) written beside a cache."""
+    return {"key": spec.key, "spec": spec.to_dict(), "manifest": manifest.name, "complete": complete,
+            "n_images": spec.n_images, "n_done": spec.n_images - len(bad) if n_done is None else n_done,
+            "bad": bad, "processes": world, "requests": [request]}

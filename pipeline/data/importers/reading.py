@@ -14,7 +14,7 @@ from pipeline.errors import DataError
 from pipeline.io import read_json
 
 
-def _require_file(path: Path) -> None:
+def require_file(path: Path) -> None:
     if not path.exists():
         raise DataError("file not found", path)
     if not path.is_file():
@@ -28,7 +28,7 @@ def read_text(path: Path) -> str:
     line, and so the csv module can still see quoted fields that span lines. A leading BOM (as
     spreadsheet programs write) is dropped so it cannot hide inside the first header name.
     """
-    _require_file(path)
+    require_file(path)
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -49,7 +49,7 @@ def text_lines(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def read_json_file(path: Path) -> Any:
-    _require_file(path)
+    require_file(path)
     try:
         return read_json(path)
     except json.JSONDecodeError as e:

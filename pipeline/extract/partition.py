@@ -1,0 +1,76 @@
+"""How a cache written in parts is cut: fixed slices of rows, dealt to the ranks of a torchrun job.
+
+The slices depend on the data alone (``rows_per_part``), never on the number of processes, so a
+job re-run on another number of GPUs or nodes resumes the same part files. Rank r takes parts
+r, r + world, r + 2 world, ... The cut is recorded in ``<cache>.parts/partition.json`` when the
+first job starts and refused if a later run asks for another one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pipeline.cache.parts import parts_folder
+from pipeline.errors import CapcacheError
+from pipeline.io import atomic_write_json, read_json
+
+ROWS_PER_PART = 10_000  # img2dataset's default shard size: a web dataset's shard and a part hold the same images
+_RECORD = "partition.json"
+
+
+@dataclass(frozen=True)
+class Partition:
+    n_rows: int
+    rows_per_part: int
+
+    def __post_init__(self) -> None:
+        if self.rows_per_part < 1:
+            raise CapcacheError(f"rows per part {self.rows_per_part} is out of range; it must be at least 1")
+
+    @property
+    def n_parts(self) -> int:
+        return -(-self.n_rows // self.rows_per_part)
+
+    def ranges(self) -> list[tuple[int, int]]:
+        """[(start, stop)] of every part, in row order."""
+        k = self.rows_per_part
+        return [(start, min(start + k, self.n_rows)) for start in range(0, self.n_rows, k)]
+
+    def of_rank(self, rank: int, world: int) -> list[int]:
+        """Indices of the parts rank ``rank`` of ``world`` writes."""
+        return list(range(rank, self.n_parts, world))
+
+    def rows_of_rank(self, rank: int, world: int) -> int:
+        ranges = self.ranges()
+        return sum(ranges[i][1] - ranges[i][0] for i in self.of_rank(rank, world))
+
+
+def settled_partition(cache: Path, n_rows: int, rows_per_part: int | None) -> Partition:
+    """The partition of ``cache``: the recorded one when its parts were started before (refusing a
+    different ``rows_per_part``), else a new one (``rows_per_part`` or the default), recorded."""
+    stored = recorded_partition(cache)
+    record = parts_folder(cache) / _RECORD
+    if stored is not None:
+        if stored.n_rows != n_rows:
+            raise CapcacheError(f"{record} cuts {stored.n_rows} rows, this cache has {n_rows}; delete {record.parent} "
+                                "and extract again")
+        if rows_per_part is not None and rows_per_part != stored.rows_per_part:
+            raise CapcacheError(f"{cache.name} is being written in parts of {stored.rows_per_part} rows; re-run with "
+                                f"--part-rows {stored.rows_per_part} (or without it), or delete {record.parent} to "
+                                "start over")
+        return stored
+    partition = Partition(n_rows, rows_per_part or ROWS_PER_PART)
+    atomic_write_json(record, asdict(partition))
+    return partition
+
+
+def recorded_partition(cache: Path) -> Partition | None:
+    """The partition recorded when ``cache``'s parts were first started; None when there is none."""
+    record = parts_folder(cache) / _RECORD
+    if not record.is_file():
+        return None
+    try:
+        return Partition(**read_json(record))
+    except (OSError, ValueError, TypeError) as e:
+        raise CapcacheError(f"{record} is damaged ({e}); delete {record.parent} and extract again") from e

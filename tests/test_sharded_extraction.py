@@ -1,0 +1,208 @@
+"""A cache written in parts by the ranks of a torchrun job and joined by HDF5 virtual datasets.
+
+Every test compares with one uninterrupted single-process extraction of the same images, row for
+row and dataset for dataset: the joined cache must be that cache, whoever wrote which part.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import pipeline.extract.loop as loop
+from pipeline.cache import hdf5
+from pipeline.cache.inspect import cache_info, verify_cache
+from pipeline.cache.parts import ATTR_PARTS, parts_folder
+from pipeline.cache.reader import FeatureCache
+from pipeline.cache.state import confirmed_complete
+from pipeline.cache.contents import file_stats
+from pipeline.data.manifest import Manifest
+from pipeline.errors import CapcacheError
+from pipeline.extract import extract
+from pipeline.extract.plan import plan_extraction
+from tests.helpers import REPO, linked_photos
+
+N_ROWS, PART_ROWS = 300, 50  # 6 parts: with 3 processes, 2 each
+ROW_DATASETS = (hdf5.FEATURES, hdf5.STATUS, hdf5.DIGESTS, hdf5.STATS, hdf5.CHECKSUMS)
+
+
+@pytest.fixture(scope="module")
+def manifest_path(tmp_path_factory, real_photos: Path) -> Path:
+    return linked_photos(tmp_path_factory.mktemp("sharded"), real_photos, N_ROWS)
+
+
+@pytest.fixture(scope="module")
+def single(manifest_path: Path, tmp_path_factory) -> Path:
+    """The cache of one plain single-process run."""
+    return _extract_in_process(manifest_path, tmp_path_factory.mktemp("single")).path
+
+
+@pytest.fixture(scope="module")
+def three_ranks(manifest_path: Path, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """(joined cache, the job) of a 3-process torchrun extraction in parts of PART_ROWS rows."""
+    cache_dir = tmp_path_factory.mktemp("ddp")
+    job = _torchrun(manifest_path, cache_dir, 3)
+    out, err = job.communicate(timeout=600)
+    assert job.returncode == 0, err[-3000:]
+    return Path(out.strip().splitlines()[-1]), subprocess.CompletedProcess(job.args, 0, out, err)
+
+
+def test_three_ranks_write_parts_that_join_into_the_single_process_cache(three_ranks, single, manifest_path):
+    joined, job = three_ranks
+    assert joined.name == single.name  # same settings, same key, same name
+    assert job.stdout.count("extracted now:") == 1 and f"extracted now: {N_ROWS}" in job.stdout  # rank 0 reports
+    assert sorted(p.name[:10] for p in parts_folder(joined).glob("*.h5")) == [f"{s:010d}" for s in range(0, N_ROWS, PART_ROWS)]
+    _assert_same_cache(joined, single)
+    with h5py.File(joined, "r") as f:
+        assert f[hdf5.FEATURES].is_virtual and len(f[hdf5.FEATURES].virtual_sources()) == N_ROWS // PART_ROWS
+    info = cache_info(joined)
+    assert info.complete and info.parts == 6 and not info.missing_parts and "in 6 parts" in info.summary()
+    assert verify_cache(joined, progress=False).ok
+    cache = FeatureCache(joined)  # training opens it like any cache
+    rows = cache.rows(cache.image_ids[::97])
+    with h5py.File(single, "r") as f:
+        for row in rows:
+            np.testing.assert_array_equal(cache[row], f[hdf5.FEATURES][row])
+    again = _extract_in_process(manifest_path, joined.parent)  # one process, same command: nothing to do
+    assert again.reused and again.path == joined
+
+
+def test_kill_9_of_one_rank_mid_run_then_a_rerun_equals_the_single_process_cache(manifest_path, single, tmp_path):
+    job = _torchrun(manifest_path, tmp_path, 3)
+    try:
+        _wait_for_rows(job, at_least=30, total=100)  # rank 0 reports its own 100 rows
+        victim = _rank_pid(job.pid, rank=1)
+        os.kill(victim, signal.SIGKILL)
+        job.communicate(timeout=120)  # torchrun stops the other ranks and fails
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode != 0
+    parts = sorted(parts_folder(tmp_path / single.name).glob("*.h5"))
+    assert parts and not (tmp_path / single.name).exists()  # killed before the join
+    rerun = _torchrun(manifest_path, tmp_path, 3)
+    out, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, err[-3000:]
+    extracted = int(re.search(r"extracted now: (\d+)", out).group(1))
+    assert 0 < extracted < N_ROWS - 30  # it resumed every part, it did not start over
+    _assert_same_cache(tmp_path / single.name, single)
+
+
+def test_a_missing_part_is_named_and_a_rerun_redoes_only_that_part(three_ranks, single, manifest_path, tmp_path):
+    joined = _copy_cache(three_ranks[0], tmp_path)
+    gone = sorted(parts_folder(joined).glob("*.h5"))[4]
+    gone.unlink()
+    with pytest.raises(CapcacheError, match=r"joined from part files and 1 of them are missing .*run the same extract"):
+        FeatureCache(joined)
+    assert cache_info(joined).missing_parts == [f"{joined.stem}.parts/{gone.name}"]
+    assert not verify_cache(joined, progress=False).ok  # its rows read as pending
+    manifest = Manifest.load(manifest_path)
+    key = cache_info(single).key
+    assert confirmed_complete(joined, key, file_stats([manifest.image_path(r) for r in manifest.images])) is None
+    redone = _extract_in_process(manifest_path, tmp_path)  # a single process continues a cache in parts
+    assert redone.extracted == PART_ROWS and redone.path == joined
+    _assert_same_cache(joined, single)
+
+
+def test_another_part_size_for_a_cache_begun_in_parts_is_refused(three_ranks, manifest_path, tmp_path):
+    joined = _copy_cache(three_ranks[0], tmp_path)
+    next(parts_folder(joined).glob("*.h5")).unlink()
+    with pytest.raises(CapcacheError, match=r"being written in parts of 50 rows; re-run with --part-rows 50"):
+        _extract_in_process(manifest_path, tmp_path, rows_per_part=150)
+
+
+def test_parts_take_over_the_rows_of_an_interrupted_one_file_run(manifest_path, single, tmp_path, monkeypatch):
+    real, calls = loop._encode, {"n": 0}
+
+    def encode(*args):
+        calls["n"] += 1
+        if calls["n"] > 20:  # 20 batches of 4 rows, then Ctrl-C
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(loop, "_encode", encode)
+    with pytest.raises(KeyboardInterrupt):
+        _extract_in_process(manifest_path, tmp_path)
+    monkeypatch.setattr(loop, "_encode", real)
+    assert cache_info(tmp_path / single.name).n_done == 80
+    taken_over = _extract_in_process(manifest_path, tmp_path, rows_per_part=250)
+    assert taken_over.extracted == N_ROWS - 80  # the 80 rows came from the one-file cache it replaced
+    with h5py.File(taken_over.path, "r") as f:
+        assert ATTR_PARTS in f.attrs
+    _assert_same_cache(taken_over.path, single)
+
+
+def test_a_plan_says_size_and_parts_per_process_and_writes_nothing(manifest_path, single, tmp_path):
+    manifest = Manifest.load(manifest_path)
+    seventh = manifest.image_path(manifest.images[7])
+    seventh.rename(tmp_path / "away")  # a missing file is counted, not fatal
+    try:
+        plan = plan_extraction(manifest, "tiny-cnn", None, None, tmp_path / "cache", "float16", processes=4,
+                               rows_per_part=PART_ROWS)
+    finally:
+        (tmp_path / "away").rename(seventh)
+    assert not (tmp_path / "cache").exists()
+    assert plan.parts == 6 and plan.rows_per_process == (50, 100) and plan.missing_files == 1
+    assert plan.parts_of_process == {0: [0, 4], 1: [1, 5], 2: [2], 3: [3]}
+    with h5py.File(single, "r") as f:
+        assert (plan.tokens, plan.dim) == f[hdf5.FEATURES].shape[1:]
+    assert plan.estimated_bytes >= single.stat().st_size and plan.state == "new"
+    assert "rank 0: parts 0, 4" in plan.summary()
+
+
+def _extract_in_process(manifest_path: Path, cache_dir: Path, **kw):
+    return extract(Manifest.load(manifest_path), "tiny-cnn", cache_dir=cache_dir, batch_size=4, workers=0,
+                   progress=False, **kw)
+
+
+def _torchrun(manifest_path: Path, cache_dir: Path, processes: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                             str(processes), str(REPO / "cli.py"), "extract", str(manifest_path), "--encoder", "tiny-cnn",
+                             "--cache-dir", str(cache_dir), "--batch-size", "4", "--workers", "0", "--part-rows",
+                             str(PART_ROWS)], cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_rows(job: subprocess.Popen, at_least: int, total: int) -> None:
+    seen = ""
+    while job.poll() is None:
+        seen += os.read(job.stderr.fileno(), 4096).decode(errors="replace")
+        counts = [int(n) for n in re.findall(rf"(\d+)/{total}", seen)]
+        if counts and counts[-1] >= at_least:
+            return
+    pytest.fail(f"the job ended before a rank could be killed: {seen[-1500:]}")
+
+
+def _rank_pid(torchrun_pid: int, rank: int) -> int:
+    """The PID of the worker process of ``rank`` among torchrun's children."""
+    for _ in range(100):
+        for child in Path(f"/proc/{torchrun_pid}/task/{torchrun_pid}/children").read_text().split():
+            environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+            if f"RANK={rank}".encode() in environ:
+                return int(child)
+        time.sleep(0.1)
+    pytest.fail(f"no rank {rank} among the children of torchrun {torchrun_pid}")
+
+
+def _copy_cache(joined: Path, folder: Path) -> Path:
+    shutil.copytree(parts_folder(joined), parts_folder(folder / joined.name))
+    shutil.copy2(joined, folder / joined.name)
+    shutil.copy2(joined.with_suffix(".json"), folder / joined.with_suffix(".json").name)
+    return folder / joined.name
+
+
+def _assert_same_cache(got: Path, want: Path) -> None:
+    with h5py.File(got, "r") as g, h5py.File(want, "r") as w:
+        assert g.attrs[hdf5.ATTR_KEY] == w.attrs[hdf5.ATTR_KEY] and g.attrs[hdf5.ATTR_SPEC] == w.attrs[hdf5.ATTR_SPEC]
+        for name in (*ROW_DATASETS, hdf5.IMAGE_IDS, hdf5.FILES):
+            np.testing.assert_array_equal(g[name][:], w[name][:], err_msg=name)
