@@ -88,7 +88,8 @@ def import_(fmt: str = typer.Argument(..., metavar="FORMAT", help="karpathy | fl
 def extract(manifest: Path = typer.Argument(..., help="Manifest JSON."),
             encoder: str = typer.Option(..., help="Encoder name (see `capcache encoders`)."),
             weights: Optional[str] = typer.Option(None, help="Published name, local file, or random[:SEED]."),
-            grid: Optional[int] = typer.Option(None, min=1, help="Adaptive-pool the feature map to GRID x GRID."),
+            grid: Optional[int] = typer.Option(None, min=1, help="Adaptive-pool the feature map to GRID x GRID "
+                                               "(fasterrcnn_regions: the number of boxes)."),
             cache_dir: Path = typer.Option(Path("cache"), help="Where cache files live."),
             batch_size: int = typer.Option(32, min=1), workers: int = typer.Option(2, min=0),
             device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),

@@ -68,8 +68,8 @@ def seed0():
     built.clear()
 
 
-def test_every_real_encoder_is_covered():
-    assert set(available_encoders()) == set(SHAPES) | {"tiny-cnn"}
+def test_every_real_encoder_is_covered():  # fasterrcnn_regions: tests/test_region_features.py
+    assert set(available_encoders()) == set(SHAPES) | {"tiny-cnn", "fasterrcnn_regions"}
 
 
 @pytest.mark.parametrize("name", SHAPES)

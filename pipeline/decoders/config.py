@@ -19,6 +19,10 @@ class DecoderConfig:
     feature_proj: str = "none"  # "none" | "linear" | "conv" (1x1 conv over the grid)
     proj_dim: int = 512  # size after projection
     grid_encoder_layers: int = 0  # Transformer encoder layers over the grid; 0 = none
+    # what tells the tokens apart (decoders that attend over them): "learned" (one learned vector per slot, added
+    # after a projection) | "boxes" (region caches: each token's last 5 numbers are its box, embedded and added
+    # instead; they are not fed as features) | "none"
+    token_positions: str = "learned"
     heads: int = 8
     ff_dim: int = 2048
     tie_embeddings: bool = False  # transformer: share input embedding and output projection

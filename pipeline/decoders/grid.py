@@ -1,8 +1,15 @@
 """Optional processing of cached grid features before a decoder reads them (seed 000).
 
 "CNN -> Adaptive Pool -> Linear/Conv Proj -> PosEnc -> Transformer Encoder": the cache already
-holds the pooled grid, so this module covers projection, learned positions and a small
-Transformer encoder that lets grid cells exchange context. With everything off it is identity.
+holds the pooled grid, so this module covers projection, positions and a small Transformer encoder
+that lets grid cells exchange context. With everything off it is identity.
+
+Positions (``token_positions``): a grid cell is known by its slot, so "learned" adds one learned
+vector per slot (after a projection, as seed 000 does). Region tokens (fasterrcnn_regions) are boxes
+in score order, whose slot says little about where they are: "boxes" splits each token's last
+``BOX_GEOMETRY`` numbers (x1/W, y1/H, x2/W, y2/H, area share) off the features and adds a learned
+linear embedding of them instead, with or without a projection. Training checks that the cache's
+tokens do end in box geometry (``pipeline.training.cache_use``); a model knows only the numbers.
 """
 
 from __future__ import annotations
@@ -13,10 +20,22 @@ from torch import nn
 from pipeline.decoders.config import DecoderConfig
 from pipeline.errors import CapcacheError
 
+TOKEN_POSITIONS = ("learned", "boxes", "none")
+BOX_GEOMETRY = 5  # numbers at the end of every region token that "boxes" reads as its box
+
 
 class GridEncoder(nn.Module):
     def __init__(self, config: DecoderConfig, feature_dim: int, n_tokens: int):
         super().__init__()
+        if config.token_positions not in TOKEN_POSITIONS:
+            raise CapcacheError(f"unknown model.token_positions {config.token_positions!r}; "
+                                f"use {', '.join(TOKEN_POSITIONS)}")
+        boxes = config.token_positions == "boxes"
+        if boxes:
+            if feature_dim <= BOX_GEOMETRY:
+                raise CapcacheError(f"model.token_positions=boxes needs tokens of features plus {BOX_GEOMETRY} "
+                                    f"box numbers, not {feature_dim} numbers")
+            feature_dim -= BOX_GEOMETRY  # what remains is the features
         self.out_dim = feature_dim
         self.norm = feature_norm(config.feature_norm, feature_dim)
         self.proj: nn.Module = nn.Identity()
@@ -30,7 +49,9 @@ class GridEncoder(nn.Module):
             self.out_dim = config.proj_dim
         if config.grid_encoder_layers and config.feature_proj == "none":
             raise CapcacheError("grid_encoder_layers > 0 needs feature_proj linear or conv (to set the model width)")
-        self.positions = nn.Parameter(torch.randn(1, n_tokens, self.out_dim) * 0.02) if config.feature_proj != "none" else None
+        learned = config.token_positions == "learned" and config.feature_proj != "none"
+        self.positions = nn.Parameter(torch.randn(1, n_tokens, self.out_dim) * 0.02) if learned else None
+        self.box_embedding = nn.Linear(BOX_GEOMETRY, self.out_dim) if boxes else None
         self.encoder = None
         if config.grid_encoder_layers:
             layer = nn.TransformerEncoderLayer(self.out_dim, config.heads, config.ff_dim, config.dropout,
@@ -38,9 +59,13 @@ class GridEncoder(nn.Module):
             self.encoder = nn.TransformerEncoder(layer, config.grid_encoder_layers, enable_nested_tensor=False)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:  # [B, L, D] -> [B, L, out_dim]
+        if self.box_embedding is not None:
+            features, boxes = features[..., :-BOX_GEOMETRY], features[..., -BOX_GEOMETRY:]  # [B, L, D - 5], [B, L, 5]
         x = self.proj(self.norm(features))
         if self.positions is not None:
             x = x + self.positions
+        if self.box_embedding is not None:
+            x = x + self.box_embedding(boxes)  # [B, L, out_dim]
         if self.encoder is not None:
             x = self.encoder(x)
         return x

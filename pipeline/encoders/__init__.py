@@ -9,5 +9,6 @@ from pipeline.encoders import densenet  # noqa: F401  (densenet121)
 from pipeline.encoders import vgg  # noqa: F401  (vgg19)
 from pipeline.encoders import clip  # noqa: F401  (clip-vit-b-32, clip-vit-b-16, clip-vit-l-14)
 from pipeline.encoders import efficientnet_lite  # noqa: F401  (efficientnet_lite0)
+from pipeline.encoders import fasterrcnn_regions  # noqa: F401  (fasterrcnn_regions: detected boxes as tokens)
 
 __all__ = ["available_encoders", "build_encoder"]

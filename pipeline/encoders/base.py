@@ -58,6 +58,16 @@ class FrozenEncoder(nn.Module):
         }
 
 
+def token_grid(description: dict, n_tokens: int) -> tuple[int, int] | None:
+    """(rows, cols) of the image grid an encoder's tokens lie on, for attention maps; None when they
+    lie on none: region tokens (``options.box_geometry``: boxes in score order), or a count that is
+    not square. CNN grids and ViT patch grids are square."""
+    if description.get("options", {}).get("box_geometry"):
+        return None
+    side = int(round(n_tokens ** 0.5))
+    return (side, side) if side * side == n_tokens else None
+
+
 def grid_to_tokens(fmap: torch.Tensor, grid: int | None) -> torch.Tensor:
     """[B, D, h, w] conv map -> [B, L, D] tokens, optionally adaptive-pooled to grid x grid first."""
     if grid is not None:

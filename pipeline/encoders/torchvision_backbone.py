@@ -1,5 +1,6 @@
 """What the torchvision CNN families (resnet.py, densenet.py, vgg.py, alexnet.py, squeezenet.py) share:
 building the network with its weights, and the encoder whose grid is the network's ``features`` stack.
+fasterrcnn_regions.py, whose detector torchvision builds differently, shares the weights (``torchvision_weights``).
 
 Published weights are torchvision's enum names (``IMAGENET1K_V2``, ``DEFAULT``...); the recorded
 name is the member ``DEFAULT`` resolves to, so the cache key does not change meaning when a later
@@ -31,18 +32,29 @@ def build_torchvision(arch: str, weights: WeightsSpec, fix_keys: Callable[[dict]
     ``fix_keys`` maps a checkpoint's key names to the model's (DenseNet's published files predate its
     current names); it is applied to published and local files alike, so a copied download loads as a file too.
     """
-    member = published(arch, weights.value) if weights.kind == "named" else models.get_model_weights(arch).DEFAULT
-    state, source = None, weights.value  # read before building: a missing file fails at once, not after VGG's 2 s init
-    if weights.kind == "file":
-        state = load_state_file(weights.value)
-    elif weights.kind == "named":
-        state, source = torchvision_state_dict(member), repr(member)
-        weights = WeightsSpec("named", member.name)
+    state, source, weights, member = torchvision_weights(arch, weights)
     with seeded(int(weights.value) if weights.kind == "random" else 0):
         net = models.get_model(arch, weights=None)
     if state is not None:
         load_strict(net, fix_keys(state), source)
     return net, weights, enum_preprocessing(member)
+
+
+def torchvision_weights(arch: str, weights: WeightsSpec
+                        ) -> tuple[dict | None, str, WeightsSpec, models.WeightsEnum]:
+    """What ``weights`` of torchvision's ``arch`` mean: the state dict to load (None: random), its source for
+    error messages, the weights as the cache key records them, and the enum member whose recipe applies.
+
+    Read before the network is built, so a missing file fails at once, not after VGG's 2 s init.
+    """
+    member = published(arch, weights.value) if weights.kind == "named" else models.get_model_weights(arch).DEFAULT
+    state, source = None, weights.value
+    if weights.kind == "file":
+        state = load_state_file(weights.value)
+    elif weights.kind == "named":
+        state, source = torchvision_state_dict(member), repr(member)
+        weights = WeightsSpec("named", member.name)
+    return state, source, weights, member
 
 
 def published(arch: str, name: str) -> models.WeightsEnum:

@@ -14,6 +14,7 @@ from pipeline.data.vocab import PAD_ID, START_ID
 from pipeline.decoders.base import CaptionDecoder
 from pipeline.decoding.config import DecodingConfig
 from pipeline.decoding.search import decode, ended
+from pipeline.encoders.base import token_grid
 from pipeline.encoders.preprocessing import Preprocessing
 from pipeline.errors import CapcacheError
 from pipeline.extract.new_files import FileEncoder, image_files
@@ -64,9 +65,7 @@ def caption_images(run_dir: str | Path, inputs: list[str | Path], decoding: Deco
             maps = attention_weights(trained.decoder, feats, seqs, finished) if attention else [None] * len(seqs)
         result.images += [CaptionedImage(files[r], trained.vocab.decode(seq), seq, float(lp), end, amap)
                           for r, seq, lp, end, amap in zip(rows, seqs, log_probs.tolist(), finished, maps)]
-    n_tokens = cache_info["n_tokens"]
-    side = int(round(n_tokens ** 0.5))
-    result.grid = (side, side) if side * side == n_tokens else None  # CNN grids and ViT patch grids are square
+    result.grid = token_grid(cache_info["spec"]["encoder"], cache_info["n_tokens"])
     return result
 
 

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from pipeline.decoding.beam import beam_search
+from pipeline.encoders.base import token_grid
 from pipeline.inference.caption_images import attention_weights
 from pipeline.extract.new_files import FileEncoder
 from pipeline.io import read_json
@@ -38,8 +39,7 @@ class ServedRun:
         self.encoder = FileEncoder(cache_info["spec"], self.trained.device, weights)
         self.transform = self.encoder.preprocessing.transform()
         self.input_key = repr(self.encoder.preprocessing)  # runs with equal keys can share a decoded upload
-        side = int(round(cache_info["n_tokens"] ** 0.5))
-        self.grid = (side, side) if side * side == cache_info["n_tokens"] else None
+        self.grid = token_grid(cache_info["spec"]["encoder"], cache_info["n_tokens"])
         self.beam, self.n_best = max(beam, 1), max(1, min(n_best, beam))
         self.max_len = self.trained.config.max_decode_len
         self.attends = self.grid is not None and self._gives_attention(cache_info["n_tokens"], cache_info["feature_dim"])

@@ -10,6 +10,8 @@ from tqdm.auto import tqdm
 from pipeline.cache.key import CacheSpec, image_digests, images_present
 from pipeline.cache.reader import FeatureCache, fits_in_memory
 from pipeline.data.manifest import Manifest
+from pipeline.decoders.config import DecoderConfig
+from pipeline.decoders.grid import BOX_GEOMETRY
 from pipeline.errors import CapcacheError
 from pipeline.io import read_json
 from pipeline.runs.folder import RunFolder
@@ -44,6 +46,20 @@ def check_cache(cache: FeatureCache, manifest: Manifest, encoder: str, run: RunF
             diff = "; ".join(CacheSpec.from_dict(stored["spec"]).differences(cache.spec))
             raise CapcacheError(f"run {run.root} was trained on cache key {stored['key']}, not {cache.key} ({diff}); "
                                 "resume with the original cache")
+
+
+def check_token_positions(cache: FeatureCache, model: DecoderConfig) -> None:
+    """``model.token_positions=boxes`` reads the last numbers of every token as a box; only a region encoder's
+    tokens end in one (its ``describe()`` lists them as ``box_geometry``). The model sees numbers, not where
+    they came from, so this is where a grid cache is told apart, before a decoder learns from its features."""
+    if model.token_positions != "boxes":
+        return
+    geometry = cache.spec.encoder.get("options", {}).get("box_geometry") or []
+    if len(geometry) != BOX_GEOMETRY:
+        built_with = cache.spec.encoder["encoder"]
+        raise CapcacheError(f"model.token_positions=boxes needs tokens ending in {BOX_GEOMETRY} box numbers, but cache "
+                            f"{cache.path.name} holds {built_with} features without boxes; extract with --encoder "
+                            "fasterrcnn_regions, or set model.token_positions=learned")
 
 
 def cache_record(cache: FeatureCache) -> dict:

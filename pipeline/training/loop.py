@@ -32,7 +32,7 @@ from pipeline.device import resolve_device
 from pipeline.distributed import Collective, in_process_group
 from pipeline.evaluation.diversity import repeated_bigram_share
 from pipeline.errors import CapcacheError
-from pipeline.training.cache_use import cache_record, check_cache, open_cache
+from pipeline.training.cache_use import cache_record, check_cache, check_token_positions, open_cache
 from pipeline.runs.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from pipeline.training.config import TrainConfig
 from pipeline.training.cross_entropy import caption_loss
@@ -93,6 +93,7 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, co
         raise CapcacheError(f"manifest {config.data.manifest} has no train split; import it with a split or add one")
     cache = open_cache(config.data.cache, config.data.in_memory, progress)
     check_cache(cache, manifest, config.data.encoder, run, resume)
+    check_token_positions(cache, config.model)
     start = initial_weights(config, cache) if config.init_from and not resume else None
     lm_weights = None
     if resume or start:
