@@ -270,3 +270,9 @@ def test_extraction_caches_region_tokens_and_training_reads_their_boxes(shapes_m
                                             "--encoder fasterrcnn_regions") as e:
         train(resolve_config("demo", None, [*fast, f"data.cache={grid_cache}"]), tmp_path / "grid", progress=False)
     assert "\n" not in str(e.value) and not (tmp_path / "grid" / "config.json").exists()
+
+
+def test_region_tokens_lie_on_no_grid_so_no_attention_map_pretends_they_do():
+    described = build_encoder("fasterrcnn_regions", "random", 36).describe()
+    assert token_grid(described, 36) is None  # 36 boxes in score order are not a 6 x 6 grid
+    assert token_grid(build_encoder("tiny-cnn").describe(), 49) == (7, 7)

@@ -142,7 +142,8 @@ def test_parts_take_over_the_rows_of_an_interrupted_one_file_run(manifest_path, 
     _assert_same_cache(taken_over.path, single)
 
 
-def test_a_plan_says_size_and_parts_per_process_and_writes_nothing(manifest_path, single, tmp_path):
+def test_a_plan_says_size_and_parts_per_process_and_writes_nothing(manifest_path, single, tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPCACHE_HOME", str(tmp_path / "home"))
     manifest = Manifest.load(manifest_path)
     seventh = manifest.image_path(manifest.images[7])
     seventh.rename(tmp_path / "away")  # a missing file is counted, not fatal
@@ -158,6 +159,13 @@ def test_a_plan_says_size_and_parts_per_process_and_writes_nothing(manifest_path
         assert (plan.tokens, plan.dim) == f[hdf5.FEATURES].shape[1:]
     assert plan.estimated_bytes >= single.stat().st_size and plan.state == "new"
     assert "rank 0: parts 0, 4" in plan.summary()
+    assert not plan.encoder_remembered and plan.cache == str(tmp_path / "cache" / single.name)
+
+    import pipeline.extract.encoder_facts as facts
+    monkeypatch.setattr(facts, "_probe", lambda *a: pytest.fail("built the encoder again"))
+    again = plan_extraction(manifest, "tiny-cnn", None, None, tmp_path / "cache", "float16", processes=4,
+                            rows_per_part=PART_ROWS)  # the encoder's facts are remembered: no torch needed
+    assert again.encoder_remembered and again.cache == plan.cache and (again.tokens, again.dim) == (plan.tokens, plan.dim)
 
 
 def _extract_in_process(manifest_path: Path, cache_dir: Path, **kw):

@@ -22,6 +22,7 @@ from pipeline.cache.lock import holder
 from pipeline.cache.parts import ATTR_PARTS, missing_parts, stored_bytes
 from pipeline.cache.sidecar import read_sidecar
 from pipeline.cache.writer import reopen_rows
+from pipeline.data.image_source import source_at
 from pipeline.errors import CapcacheError
 from pipeline.io import temporaries
 
@@ -170,7 +171,8 @@ def verify_cache(path: str | Path, block_rows: int = 256, progress: bool = True,
                  images: str | Path | None = None, repair: bool = False) -> VerifyResult:
     """Check every written row is finite and matches its checksum, reading ``block_rows`` rows at a
     time (bounded memory). ``deep`` also hashes every image file again (in ``images``, by default the
-    folder it was extracted from) and names those whose content changed; ``repair`` marks the rows
+    folder it was extracted from; an img2dataset tar is read once for all its images) and names
+    those whose content changed; ``repair`` marks the rows
     that failed either check pending, so that the same extract command redoes them."""
     path = Path(path)
     with _open(path) as f:
@@ -214,8 +216,8 @@ def _changed_images(f: h5py.File, path: Path, done: np.ndarray, images: str | Pa
     if not root.is_dir():
         raise CapcacheError(f"image folder {root} of {path.name} not found; pass --images with the folder it was "
                             "extracted from")
-    files = [root / name for name in hdf5.read_strings(f, hdf5.FILES)]
-    return changed_content(files, [d.decode() for d in f[hdf5.DIGESTS][:]], done)
+    sources = [source_at(root, name) for name in hdf5.read_strings(f, hdf5.FILES)]  # a shard's rows: its tar, read once
+    return changed_content(sources, [d.decode() for d in f[hdf5.DIGESTS][:]], done)
 
 
 def _open(path: Path) -> h5py.File:

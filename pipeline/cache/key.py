@@ -47,11 +47,11 @@ class CacheSpec:
 def image_digests(manifest: Manifest, sizes: Sequence[int] | None = None) -> tuple[str, str]:
     """(image_set, image_names) digests of a manifest's images, in row order.
 
-    File sizes (``sizes``, else one stat per image; -1 for a missing file) tell apart two image
-    sets that share file names (a regenerated or re-downloaded dataset).
+    File sizes (``sizes``, else one stat per image; -1 for a missing file; a shard's row has its
+    tar's size) tell apart two image sets that share file names (a regenerated or re-downloaded dataset).
     """
     if sizes is None:
-        sizes = file_stats([manifest.image_path(r) for r in manifest.images])[:, 0]
+        sizes = file_stats(manifest.image_files())[:, 0]
     names = _names(manifest)
     return digest([n + [int(s)] for n, s in zip(names, sizes)]), digest(names)
 

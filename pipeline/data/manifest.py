@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.data.image_source import ImageSource, holding_name, source_of
 from pipeline.data.labels import LabelSet
 from pipeline.data.manifest_lines import SUFFIX, is_manifest_lines, read_manifest_lines, write_manifest_lines
 from pipeline.errors import DataError
@@ -81,31 +82,38 @@ class Manifest:
         return {s: counts.get(s, 0) for s in SPLITS if counts.get(s, 0)}
 
     def require_image_files(self) -> None:
-        """Refuse, in one line, a manifest whose images are not files under ``image_root``.
+        """Refuse, in one line, a manifest that has no images to read yet.
 
-        ``capcache extract`` decodes image files. A URL list (a Conceptual Captions TSV import,
-        no image folder) has nothing to decode yet, and images inside img2dataset tars need a
-        shard reader that extraction does not have yet; either would otherwise end as "N of N
-        images are missing", which points at the wrong fix.
+        ``capcache extract`` decodes image files and members of img2dataset tars. A URL list (a
+        Conceptual Captions TSV import, no image folder) has nothing to decode yet, which would
+        otherwise end as "N of N images are missing", pointing at the wrong fix.
         """
         if not self.image_root:
             raise DataError(f"manifest {self.name!r} lists image URLs only, with no image folder; download the "
                             "images with img2dataset and import its output folder with `capcache import "
                             "img2dataset FOLDER --out NAME` (docs/web_datasets.md)")
-        shard = next((r.shard for r in self.images if r.shard is not None), None)
-        if shard is not None:
-            raise DataError(f"the images of manifest {self.name!r} are inside img2dataset shards (e.g. "
-                            f"{Path(self.image_root) / shard}), which capcache extract cannot read yet; unpack "
-                            "each shard into a folder of its name (mkdir 00000 && tar -xf 00000.tar -C 00000) "
-                            "and import the unpacked output folder with `capcache import img2dataset FOLDER "
-                            "--out NAME` (docs/web_datasets.md)")
 
     def image_path(self, rec: ImageRecord, base: str | os.PathLike | None = None) -> Path:
-        """Absolute path of an image; ``base`` is the manifest's folder for a relative root."""
+        """Absolute path of an image file; ``base`` is the manifest's folder for a relative root.
+
+        Inside an img2dataset shard there is no such file: read a record through ``image_source``."""
+        return self._root(base) / rec.file
+
+    def image_source(self, rec: ImageRecord, base: str | os.PathLike | None = None) -> ImageSource:
+        """Where the image's bytes are: ``.file`` is the file that holds it (the image, or its shard's
+        tar), which extraction stats and opens; ``.member`` its name inside a tar."""
+        return source_of(self._root(base), rec)
+
+    def image_files(self, base: str | os.PathLike | None = None) -> list[str]:
+        """The file that holds each image, in row order: the image file, or the tar of a shard's
+        record (whose size and mtime stand for each of its images). What extraction stats; strings,
+        since a Path costs about 10 µs to build, a second per 100 k images before any work."""
+        root = str(self._root(base))
+        return [os.path.join(root, holding_name(r)) for r in self.images]
+
+    def _root(self, base: str | os.PathLike | None) -> Path:
         root = Path(self.image_root)
-        if not root.is_absolute() and base is not None:
-            root = Path(base) / root
-        return root / rec.file
+        return Path(base) / root if not root.is_absolute() and base is not None else root
 
     # -- persistence -----------------------------------------------------------------------
     def header(self) -> dict:

@@ -8,7 +8,6 @@ local checkpoint; anything else is a name the encoder resolves (torchvision enum
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -17,7 +16,7 @@ import torch
 
 from pipeline.digests import file_digest
 from pipeline.errors import CapcacheError
-from pipeline.io import atomic_write_json, read_json
+from pipeline.memo import recall, remember
 
 
 @dataclass(frozen=True)
@@ -52,24 +51,18 @@ class WeightsSpec:
 
 def remembered_digest(path: Path) -> str:
     """The content digest of a weights file, hashed once and then remembered by (path, size, mtime) in
-    ``$CAPCACHE_HOME`` (default ~/.cache/capcache), since a checkpoint can be GBs; a memo that cannot
-    be read or written only means hashing again."""
+    ``$CAPCACHE_HOME`` (``pipeline.memo``), since a checkpoint can be GBs."""
     st = path.stat()
-    memo_path = Path(os.environ.get("CAPCACHE_HOME", "~/.cache/capcache")).expanduser() / "weights-digests.json"
     entry = [st.st_size, st.st_mtime_ns]
-    try:
-        memo = read_json(memo_path)
-    except (OSError, ValueError):
-        memo = {}
-    known = memo.get(str(path)) if isinstance(memo, dict) else None
+    known = recall(_MEMO, str(path))
     if isinstance(known, list) and known[:2] == entry:
         return known[2]
     digest = file_digest(path)
-    try:
-        atomic_write_json(memo_path, {**(memo if isinstance(memo, dict) else {}), str(path): [*entry, digest]})
-    except OSError:
-        pass
+    remember(_MEMO, str(path), [*entry, digest])
     return digest
+
+
+_MEMO = "weights-digests"
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cache.contents import MISSING, file_stats
+from pipeline.data.image_source import stored_name
 from pipeline.data.manifest import Manifest
 from pipeline.errors import CapcacheError
 from pipeline.extract.result import ExtractResult
@@ -36,8 +37,8 @@ def extract(manifest: Manifest, encoder: str, weights: str | None = None, grid: 
     check_options(dtype, batch_size, workers, grid, device)
     if rows_per_part is not None and rows_per_part < 1:
         raise CapcacheError(f"rows per part {rows_per_part} is out of range; it must be at least 1")
-    manifest.require_image_files()  # URL lists and img2dataset shards: one line saying what to do
-    stats = file_stats([manifest.image_path(r) for r in manifest.images])  # [N, 2] (size, mtime_ns)
+    manifest.require_image_files()  # URL lists: one line saying what to do
+    stats = file_stats(manifest.image_files())  # [N, 2] (size, mtime_ns) of each image file, or of the tar holding it
     check_images_exist(manifest, stats)
     request = request_digest(manifest, encoder, weights, grid, dtype)
     # under torchrun rank 0 alone decides (the ranks may not even share a disk), in the full check
@@ -69,7 +70,7 @@ def check_images_exist(manifest: Manifest, stats: np.ndarray) -> None:
                             "there, or import the manifest again with --images pointing at them")
     missing = np.flatnonzero(stats[:, 0] == MISSING)
     if len(missing) > MOST_MISSING * len(stats):
-        example = manifest.images[missing[0]].file
+        example = stored_name(manifest.images[missing[0]])
         raise CapcacheError(f"{len(missing)} of {len(stats)} images of manifest {manifest.name!r} are missing from "
                             f"{root} (e.g. {example}); is that the right folder? Import the manifest again with "
                             "--images pointing at them")

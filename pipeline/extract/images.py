@@ -3,7 +3,8 @@
 A file that cannot be decoded yields a zero tensor and the reason; the runner marks its row BAD
 and lists it in the report, and the hours of work around it are kept. Extraction reads every
 byte anyway, so its items also carry the file's content digest and stats, which the cache keeps
-per row to tell later whether the image changed.
+per row to tell later whether the image changed. Images inside img2dataset tars
+(``shard_images``) make their items with the same ``hashed_item`` and ``failed_item``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from pipeline.cache.contents import MISSING, read_with_digest
+
+Item = tuple[int, torch.Tensor, str, str, int, int]  # (row, image [3, S, S], error or "", digest, size, mtime_ns)
 
 
 def load_image(path: Path, transform: Callable[[Image.Image], torch.Tensor]) -> torch.Tensor:
@@ -47,18 +50,30 @@ class ImageFiles(Dataset):
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor, str]:
         return self._item(int(self.rows[i]))[:3]
 
-    def _item(self, row: int) -> tuple[int, torch.Tensor, str, str, int, int]:
-        """(row, image, error, digest, size, mtime_ns); any read or decoder failure is data, not a crash."""
-        digest, size, mtime = "", MISSING, MISSING
-        try:
-            data, digest, (size, mtime) = read_with_digest(self.paths[row])
-            return row, decode_image(data, self.transform), "", digest, size, mtime
-        except Exception as e:
-            return row, torch.zeros(3, self.crop, self.crop), f"{type(e).__name__}: {e}".strip(), digest, size, mtime
+    def _item(self, row: int) -> Item:
+        return hashed_item(row, lambda: read_with_digest(self.paths[row]), self.transform, self.crop)
+
+
+def hashed_item(row: int, read: Callable[[], tuple[bytes, str, tuple[int, int]]], transform: Callable, crop: int,
+                stats: tuple[int, int] = (MISSING, MISSING)) -> Item:
+    """The item of the image ``read()`` returns as (bytes, digest, (size, mtime_ns)); any read or
+    decoder failure is data, not a crash (``stats``: what the row's stats are when ``read`` fails)."""
+    digest = ""
+    try:
+        data, digest, stats = read()
+        return row, decode_image(data, transform), "", digest, *stats
+    except Exception as e:
+        return failed_item(row, e, crop, digest, stats)
+
+
+def failed_item(row: int, error: Exception, crop: int, digest: str = "",
+                stats: tuple[int, int] = (MISSING, MISSING)) -> Item:
+    """A row that could not be read or decoded: a zero image and the reason."""
+    return row, torch.zeros(3, crop, crop), f"{type(error).__name__}: {error}".strip(), digest, *stats
 
 
 class HashedImageFiles(ImageFiles):
     """Items are (row, image [3, S, S], error or "", content digest, size, mtime_ns), for extraction."""
 
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor, str, str, int, int]:
+    def __getitem__(self, i: int) -> Item:
         return self._item(int(self.rows[i]))

@@ -25,6 +25,7 @@ from pipeline.cache.key import CacheSpec
 from pipeline.cache.parts import Part, is_joined, join_parts, part_path
 from pipeline.cache.sidecar import sidecar_path
 from pipeline.cache.writer import CacheWriter, storage_errors
+from pipeline.data.image_source import stored_name
 from pipeline.data.manifest import Manifest
 from pipeline.distributed import Collective
 from pipeline.encoders.base import FrozenEncoder
@@ -95,16 +96,16 @@ def _fill_part(manifest: Manifest, start: int, stop: int, path: Path, stats: np.
     records = manifest.images[start:stop]
     part_manifest = Manifest(f"{manifest.name}[{start}:{stop}]", manifest.image_root, records)
     spec = cache_spec(part_manifest, filling.model, filling.dtype, stats[start:stop])
-    files = [manifest.image_path(r) for r in records]
+    sources = [manifest.image_source(r) for r in records]
     writer = CacheWriter(part_path(path, start, spec.key), spec, [r.image_id for r in records], filling.n_tokens,
-                         filling.dim, filling.model.pooled_dim, files=[r.file for r in records],
+                         filling.dim, filling.model.pooled_dim, files=[stored_name(r) for r in records],
                          image_root=os.path.abspath(manifest.image_root), compute=filling.compute)
     try:
         if plain is not None and len(writer.rows_to_do()):
             writer.copy_slice_from(plain, start)
-        todo, changed = rows_to_do(writer, files, stats[start:stop], filling.compute)
+        todo, changed = rows_to_do(writer, sources, stats[start:stop], filling.compute)
         bar.update(stop - start - len(todo))
-        batches = start_decoding(filling.model, files, todo, filling.batch_size, filling.workers, filling.dev,
+        batches = start_decoding(filling.model, sources, todo, filling.batch_size, filling.workers, filling.dev,
                                  writer.inherited_handles())
         bad = fill(writer, filling.model, batches, filling.dev, bar)
         status = writer.status_array()
@@ -129,7 +130,8 @@ def _joined(manifest: Manifest, spec: CacheSpec, path: Path, outcomes: list[Part
     lock = WriteLock(path)
     try:
         with storage_errors(path):
-            join_parts(path, parts, spec, [r.image_id for r in manifest.images], [r.file for r in manifest.images])
+            join_parts(path, parts, spec, [r.image_id for r in manifest.images],
+                       [stored_name(r) for r in manifest.images])
     finally:
         lock.release()
     ids = [r.image_id for r in manifest.images]

@@ -2,13 +2,15 @@
 
 The one-file extraction (``runner``) and every part of a cache written in parts (``in_parts``)
 run exactly this, so a part resumes, redoes changed images and skips bad files like any cache.
+Rows are image files or members of img2dataset tars (``ImageSource``), read by ``HashedImageFiles``
+and ``ShardImages`` alike.
 """
 
 from __future__ import annotations
 
 import functools
-from pathlib import Path
-from typing import Iterator
+import itertools
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -17,21 +19,25 @@ from tqdm.auto import tqdm
 
 from pipeline.cache.contents import changed_content, moved_rows
 from pipeline.cache.writer import CacheWriter, close_inherited
+from pipeline.data.image_source import ImageSource
 from pipeline.encoders.base import FrozenEncoder
 from pipeline.extract.background import BackgroundWriter
 from pipeline.extract.images import HashedImageFiles
 from pipeline.extract.inference import encode_images
+from pipeline.extract.shard_images import ShardImages
 
 
-def rows_to_do(writer: CacheWriter, files: list[Path], stats: np.ndarray, compute: dict) -> tuple[np.ndarray, np.ndarray]:
+def rows_to_do(writer: CacheWriter, sources: Sequence[ImageSource], stats: np.ndarray,
+               compute: dict) -> tuple[np.ndarray, np.ndarray]:
     """(rows to extract, those of them whose image changed since written).
 
-    A written row whose file's size or mtime moved is hashed again: the same content only gets its
-    new stats; other content is marked pending (before anything is overwritten) and redone.
+    A written row whose file's size or mtime moved is hashed again (a tar's rows: the tar read once):
+    the same content only gets its new stats; other content is marked pending (before anything is
+    overwritten) and redone.
     """
     todo = writer.rows_to_do()
-    moved = moved_rows(writer.stored_stats(), stats, np.setdiff1d(np.arange(len(files)), todo))
-    changed = changed_content(files, writer.stored_digests(), moved)
+    moved = moved_rows(writer.stored_stats(), stats, np.setdiff1d(np.arange(len(sources)), todo))
+    changed = changed_content(sources, writer.stored_digests(), moved)
     touched = np.setdiff1d(moved, changed)
     if len(touched):
         writer.update_stats(touched, stats[touched])
@@ -43,17 +49,26 @@ def rows_to_do(writer: CacheWriter, files: list[Path], stats: np.ndarray, comput
     return todo, changed
 
 
-def start_decoding(model: FrozenEncoder, files: list[Path], rows: np.ndarray, batch_size: int, workers: int,
-                   dev: torch.device, inherited: tuple[tuple[int, int, int], ...] = ()) -> Iterator[tuple]:
-    """Start DataLoader workers decoding ``rows`` of ``files`` now; batches come as they are ready.
+def start_decoding(model: FrozenEncoder, sources: Sequence[ImageSource], rows: np.ndarray, batch_size: int,
+                   workers: int, dev: torch.device,
+                   inherited: tuple[tuple[int, int, int], ...] = ()) -> Iterator[tuple]:
+    """Start DataLoader workers decoding ``rows`` of ``sources`` now; batches come as they are ready.
 
-    ``inherited``: ``CacheWriter.inherited_handles()`` of a cache open in this process, which a
-    forked worker must close (``close_inherited``).
+    Image files come first, then the rows inside tars (their workers start when the files are
+    done). ``inherited``: ``CacheWriter.inherited_handles()`` of a cache open in this process,
+    which a forked worker must close (``close_inherited``).
     """
-    images = HashedImageFiles(files, rows, model.preprocessing.transform(), model.preprocessing.crop)
-    loader = DataLoader(images, batch_size=batch_size, num_workers=workers, pin_memory=dev.type == "cuda",
-                        worker_init_fn=functools.partial(close_inherited, inherited) if workers and inherited else None)
-    return iter(loader)
+    transform, crop = model.preprocessing.transform(), model.preprocessing.crop
+    in_shard = np.array([sources[r].in_shard for r in rows], dtype=bool)
+    datasets = []
+    if not in_shard.all() or not len(rows):
+        datasets.append(HashedImageFiles([s.file for s in sources], rows[~in_shard], transform, crop))
+    if in_shard.any():
+        datasets.append(ShardImages(sources, rows[in_shard], transform, crop))
+    closing = functools.partial(close_inherited, inherited) if workers and inherited else None
+    loaders = [DataLoader(d, batch_size=batch_size, num_workers=workers, pin_memory=dev.type == "cuda",
+                          worker_init_fn=closing) for d in datasets]
+    return itertools.chain(iter(loaders[0]), *loaders[1:])  # the first one's workers start now
 
 
 def fill(writer: CacheWriter, model: FrozenEncoder, batches: Iterator[tuple], dev: torch.device,
@@ -67,7 +82,7 @@ def fill(writer: CacheWriter, model: FrozenEncoder, batches: Iterator[tuple], de
     background = BackgroundWriter(writer.write)
     try:
         for batch in batches:  # (rows [B], images [B, 3, S, S], errors, digests, sizes [B], mtimes [B])
-            done, feats, pooled, digests, stats, errors, bad_stats = _encode(model, batch, dev, dtype)
+            done, feats, pooled, digests, stats, errors, bad_stats = _encode(model, _in_row_order(batch), dev, dtype)
             if errors:
                 bad.update(errors)
                 writer.mark_bad(np.array(sorted(errors)), bad_stats)
@@ -77,6 +92,16 @@ def fill(writer: CacheWriter, model: FrozenEncoder, batches: Iterator[tuple], de
     finally:
         background.close()
     return bad
+
+
+def _in_row_order(batch: tuple) -> tuple:
+    """The batch with its rows increasing, as h5py writes them (a tar's members come in its own order)."""
+    rows, images, errors, digests, sizes, mtimes = batch
+    order = torch.argsort(rows)
+    if bool((order == torch.arange(len(rows))).all()):
+        return batch
+    at = order.tolist()
+    return rows[order], images[order], [errors[i] for i in at], [digests[i] for i in at], sizes[order], mtimes[order]
 
 
 Encoded = tuple[np.ndarray, np.ndarray, "np.ndarray | None", list, np.ndarray, dict, np.ndarray]

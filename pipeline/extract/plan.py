@@ -2,8 +2,9 @@
 
 For a dataset the size of COCO or Conceptual Captions a user wants to know, before hours of GPU
 time, how large the cache will be, whether the disk holds it, how many images are missing, and
-how the parts fall to the processes of a torchrun job. Nothing is written: the encoder is built
-and run once on a dummy image (its output shape), and the files are stat'ed.
+how the parts fall to the processes of a torchrun job. Nothing is written to the cache folder: the
+files are stat'ed, and the encoder's description and output shape come from ``encoder_facts``
+(built and run on a dummy image once per machine and settings, then remembered).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from pipeline.cache import hdf5
 from pipeline.cache.contents import MISSING, file_stats
 from pipeline.cache.parts import parts_folder
 from pipeline.data.manifest import Manifest
+from pipeline.extract.api import MOST_MISSING
 from pipeline.extract.partition import Partition, ROWS_PER_PART, recorded_partition
-from pipeline.extract.result import cache_path_for, cache_spec
+from pipeline.extract.encoder_facts import encoder_facts
+from pipeline.extract.result import cache_path_for, described_cache_spec
 
 
 @dataclass
@@ -38,6 +41,7 @@ class ExtractionPlan:
     parts: int
     rows_per_process: tuple[int, int]  # (fewest, most) rows a process writes
     parts_of_process: dict[int, list[int]]  # rank -> part indices (the first 8 ranks)
+    encoder_remembered: bool = False  # the encoder's shape came from an earlier plan, not from building it
 
     def summary(self) -> str:
         fewest, most = self.rows_per_process
@@ -45,8 +49,7 @@ class ExtractionPlan:
         fits = "fits" if self.estimated_bytes <= self.free_bytes else "DOES NOT FIT: free space or pick another --cache-dir"
         return "\n".join([
             f"cache:     {self.cache} ({self.state})",
-            f"images:    {self.images}" + (f", {self.missing_files} files missing (they would be skipped as bad)"
-                                          if self.missing_files else ", all files present"),
+            f"images:    {self.images}, " + _missing(self.missing_files, self.images),
             f"features:  {self.images} x {self.tokens} x {self.dim} {self.dtype}"
             + (f", pooled {self.pooled_dim}" if self.pooled_dim else ""),
             f"size:      at most {self.estimated_bytes / 2**30:.2f} GiB; {self.free_bytes / 2**30:.1f} GiB free: {fits}",
@@ -61,31 +64,26 @@ class ExtractionPlan:
 
 def plan_extraction(manifest: Manifest, encoder: str, weights: str | None, grid: int | None, cache_dir: str | Path,
                     dtype: str, processes: int, rows_per_part: int | None) -> ExtractionPlan:
-    import torch  # only here: planning a finished cache's question needs no torch elsewhere
-
-    from pipeline.encoders import build_encoder
-
     manifest.require_image_files()
-    model = build_encoder(encoder, weights, grid)
-    with torch.inference_mode():
-        out = model(torch.zeros(1, 3, model.preprocessing.crop, model.preprocessing.crop))  # [1, L, D]
-    stats = file_stats([manifest.image_path(r) for r in manifest.images])  # [N, 2]
-    spec = cache_spec(manifest, model, dtype, stats)
+    facts, remembered = encoder_facts(encoder, weights, grid)
+    stats = file_stats(manifest.image_files())  # [N, 2]
+    spec = described_cache_spec(manifest, facts.description, dtype, stats)
     path = cache_path_for(cache_dir, manifest, spec)
     partition = recorded_partition(path) or Partition(len(manifest.images), rows_per_part or ROWS_PER_PART)
-    n, tokens, dim = len(manifest.images), int(out.shape[1]), int(out.shape[2])
+    n = len(manifest.images)
     folder = Path(cache_dir)
     while not folder.exists():  # the disk it would be created on
         folder = folder.parent
     rows = [partition.rows_of_rank(r, processes) for r in range(processes)]
     return ExtractionPlan(
-        cache=str(path), images=n, missing_files=int((stats[:, 0] == MISSING).sum()), tokens=tokens, dim=dim,
-        pooled_dim=model.pooled_dim, dtype=dtype,
-        estimated_bytes=hdf5.estimated_bytes(n, tokens, dim, model.pooled_dim, dtype,
+        cache=str(path), images=n, missing_files=int((stats[:, 0] == MISSING).sum()), tokens=facts.tokens,
+        dim=facts.dim, pooled_dim=facts.pooled_dim, dtype=dtype,
+        estimated_bytes=hdf5.estimated_bytes(n, facts.tokens, facts.dim, facts.pooled_dim, dtype,
                                              sum(len(r.image_id) + len(r.file) for r in manifest.images)),
         free_bytes=shutil.disk_usage(folder).free, state=_state(path), processes=processes,
         rows_per_part=partition.rows_per_part, parts=partition.n_parts, rows_per_process=(min(rows), max(rows)),
-        parts_of_process={r: partition.of_rank(r, processes) for r in range(min(processes, 8))})
+        parts_of_process={r: partition.of_rank(r, processes) for r in range(min(processes, 8))},
+        encoder_remembered=remembered)
 
 
 def _state(path: Path) -> str:
@@ -98,6 +96,14 @@ def _state(path: Path) -> str:
             return "complete" if not (f[hdf5.STATUS][:] == hdf5.PENDING).any() else "incomplete"
     except Exception as e:  # noqa: BLE001  (a plan reports, it does not fail on a busy or damaged file)
         return f"unreadable: {e}"
+
+
+def _missing(missing: int, images: int) -> str:
+    if not missing:
+        return "all files present"
+    if missing > MOST_MISSING * images:
+        return f"{missing} files missing: extract would refuse (is the image folder right?)"
+    return f"{missing} files missing (extract skips them as bad)"
 
 
 def _listed(parts: list[int]) -> str:

@@ -59,8 +59,14 @@ def cache_path_for(cache_dir: str | Path, manifest: Manifest, spec: CacheSpec) -
 
 def cache_spec(manifest: Manifest, encoder: FrozenEncoder, dtype: str, stats: np.ndarray | None = None) -> CacheSpec:
     """The spec of ``encoder``'s cache over the manifest's images; ``stats`` [N, 2] their files' (size, mtime_ns)."""
+    return described_cache_spec(manifest, encoder.describe(), dtype, stats)
+
+
+def described_cache_spec(manifest: Manifest, description: dict, dtype: str,
+                         stats: np.ndarray | None = None) -> CacheSpec:
+    """``cache_spec`` from the encoder's recorded ``describe()`` (a plan, without building it)."""
     image_set, image_names = image_digests(manifest, None if stats is None else stats[:, 0])
-    return CacheSpec(encoder=encoder.describe(), dtype=dtype, image_set=image_set, image_names=image_names,
+    return CacheSpec(encoder=description, dtype=dtype, image_set=image_set, image_names=image_names,
                      n_images=len(manifest.images))
 
 

@@ -27,7 +27,7 @@ from pipeline.versions import library_versions
 
 
 def request_digest(manifest: Manifest, encoder: str, weights: str | None, grid: int | None, dtype: str) -> str:
-    return digest({"encoder": encoder, "weights": _weights_identity(weights), "grid": grid, "dtype": dtype,
+    return digest({"encoder": encoder, "weights": weights_identity(weights), "grid": grid, "dtype": dtype,
                    "images": names_digest(manifest), "versions": library_versions()})
 
 
@@ -66,7 +66,7 @@ def record_request(path: Path, request: str, report: dict) -> None:
         pass
 
 
-def _weights_identity(weights: str | None) -> str | None:
+def weights_identity(weights: str | None) -> str | None:
     """Weights as asked for; a local file also by where it lies, its size and modification time, so that
     a replaced file is never answered from the report (the full check then decides)."""
     if weights is None:

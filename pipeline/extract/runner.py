@@ -4,8 +4,9 @@ Batches are decoded by DataLoader workers, run through the frozen encoder (``inf
 channels_last, fp16 autocast on CUDA, the same for captioning new images), and written by a
 background thread (``loop``). Re-running with the same settings finds the complete cache and
 returns at once; after an interruption it continues with the rows not yet written, and rows whose
-image file changed are redone (only those). Under torchrun the cache is written in parts, one
-rank per part, and joined (``in_parts``).
+image file changed are redone (only those). Images are files or members of img2dataset tars
+(``Manifest.image_source``), streamed from the tar. Under torchrun the cache is written in parts,
+one rank per part, and joined (``in_parts``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pipeline.cache.parts import is_joined, parts_folder
 from pipeline.cache.sidecar import sidecar_path
 from pipeline.cache.state import confirmed_complete
 from pipeline.cache.writer import CacheWriter, storage_errors
+from pipeline.data.image_source import stored_name
 from pipeline.data.manifest import Manifest
 from pipeline.device import resolve_device
 from pipeline.distributed import Collective
@@ -100,17 +102,18 @@ def _extract_one_file(manifest: Manifest, spec: CacheSpec, path: Path, model: Fr
     """
     compute = compute_of(dev)
     ids = [r.image_id for r in manifest.images]
-    files = [manifest.image_path(r) for r in manifest.images]
+    sources = [manifest.image_source(r) for r in manifest.images]
     created = not path.exists()
     start = time.perf_counter()
     expected = _expected_rows(path, spec, compute)
-    early = start_decoding(model, files, expected, batch_size, workers, dev) if expected is not None else None
+    early = start_decoding(model, sources, expected, batch_size, workers, dev) if expected is not None else None
     n_tokens, dim = _output_shape(model, dev)
-    writer = CacheWriter(path, spec, ids, n_tokens, dim, model.pooled_dim, files=[r.file for r in manifest.images],
+    writer = CacheWriter(path, spec, ids, n_tokens, dim, model.pooled_dim,
+                         files=[stored_name(r) for r in manifest.images],
                          image_root=os.path.abspath(manifest.image_root), compute=compute)
     try:
         notes = [extend_from_siblings(writer, spec, compute, created)]
-        todo, changed = rows_to_do(writer, files, stats, compute)
+        todo, changed = rows_to_do(writer, sources, stats, compute)
         if progress:
             size = hdf5.estimated_bytes(len(ids), n_tokens, dim, model.pooled_dim, spec.dtype)
             tqdm.write(f"cache {path} ({len(ids)} images x {n_tokens} x {dim} {spec.dtype}, at most "
@@ -118,7 +121,7 @@ def _extract_one_file(manifest: Manifest, spec: CacheSpec, path: Path, model: Fr
                        + (f", {len(changed)} of them changed" if len(changed) else ""))
         if early is None or not np.array_equal(expected, todo):
             early = None  # its workers stop; decode what the file needs
-            batches = start_decoding(model, files, todo, batch_size, workers, dev, writer.inherited_handles())
+            batches = start_decoding(model, sources, todo, batch_size, workers, dev, writer.inherited_handles())
         else:
             batches = early
         with tqdm(total=len(todo), desc="extract", unit="img", disable=not progress) as bar:
