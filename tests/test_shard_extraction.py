@@ -98,6 +98,7 @@ def test_a_corrupt_member_a_missing_member_and_a_cut_tar_are_reported_and_the_re
     result = _extract(manifest, tmp_path / "cache", workers=2)
     errors = {b["image_id"]: b["error"] for b in result.bad}
     assert errors["0000003"].startswith("UnidentifiedImageError: cannot identify image file")
+    assert {b["image_id"]: b["file"] for b in result.bad}["0000003"] == "00000.tar/0000003.jpg"  # through its tar
     assert errors["0000107"] == f"MissingMember: {shards[1]} has no member 0000107.jpg; import the shard again"
     cut = [i for i in errors if i.startswith("00002")]
     assert cut and all(f"{shards[2]} is cut short" in errors[i] or f"{shards[2]} is not a readable tar" in errors[i]

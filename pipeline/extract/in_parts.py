@@ -32,7 +32,7 @@ from pipeline.encoders.base import FrozenEncoder
 from pipeline.errors import CapcacheError
 from pipeline.extract.loop import fill, rows_to_do, start_decoding
 from pipeline.extract.partition import settled_partition
-from pipeline.extract.result import ExtractResult, cache_spec, sidecar_report
+from pipeline.extract.result import ExtractResult, bad_images, cache_spec, sidecar_report
 from pipeline.io import atomic_write_json
 
 
@@ -136,7 +136,7 @@ def _joined(manifest: Manifest, spec: CacheSpec, path: Path, outcomes: list[Part
         lock.release()
     ids = [r.image_id for r in manifest.images]
     bad_rows = {row: error for o in outcomes for row, error in o.bad.items()}
-    bad = [{"image_id": ids[r], "file": str(manifest.images[r].file), "error": e} for r, e in sorted(bad_rows.items())]
+    bad = bad_images(manifest, bad_rows)
     complete = all(o.complete for o in outcomes)
     with storage_errors(sidecar_path(path), 1 << 20):
         atomic_write_json(sidecar_path(path), sidecar_report(spec, manifest, bad, complete,

@@ -11,6 +11,7 @@ import numpy as np
 from pipeline.cache.key import CacheSpec, image_digests
 from pipeline.cache.parts import stored_bytes
 from pipeline.cache.sidecar import sidecar_path
+from pipeline.data.image_source import stored_name
 from pipeline.data.manifest import Manifest
 
 if TYPE_CHECKING:  # torch is imported only when there is work to do
@@ -76,3 +77,10 @@ def sidecar_report(spec: CacheSpec, manifest: Manifest, bad: list[dict], complet
     return {"key": spec.key, "spec": spec.to_dict(), "manifest": manifest.name, "complete": complete,
             "n_images": spec.n_images, "n_done": spec.n_images - len(bad) if n_done is None else n_done,
             "bad": bad, "processes": world, "requests": [request]}
+
+
+def bad_images(manifest: Manifest, errors: dict[int, str]) -> list[dict]:
+    """{row: error} -> the report's list of bad images, in row order; an image inside a tar is named
+    through it (``00000.tar/000000001.jpg``), as the cache records it."""
+    return [{"image_id": manifest.images[r].image_id, "file": stored_name(manifest.images[r]), "error": e}
+            for r, e in sorted(errors.items())]

@@ -21,7 +21,7 @@ from pipeline.cache.key import digest, names_digest
 from pipeline.cache.sidecar import read_sidecar, sidecar_path
 from pipeline.cache.state import confirmed_complete
 from pipeline.data.manifest import Manifest
-from pipeline.extract.result import ExtractResult
+from pipeline.extract.result import ExtractResult, bad_images
 from pipeline.io import atomic_write_json
 from pipeline.versions import library_versions
 
@@ -47,8 +47,8 @@ def answered(cache_dir: str | Path, manifest: Manifest, encoder: str, request: s
 def reused_result(path: Path, key: str, manifest: Manifest, bad_rows: np.ndarray) -> ExtractResult:
     """A complete cache as this request's result; its bad images with the errors its report keeps."""
     errors = {b.get("image_id"): b.get("error") for b in read_sidecar(path).get("bad", [])}
-    bad = [{"image_id": r.image_id, "file": r.file, "error": errors.get(r.image_id) or "could not be decoded"}
-           for r in (manifest.images[i] for i in bad_rows)]
+    bad = bad_images(manifest, {int(i): errors.get(manifest.images[i].image_id) or "could not be decoded"
+                                for i in bad_rows})
     return ExtractResult(path, key, len(manifest.images), 0, bad, reused=True)
 
 

@@ -35,7 +35,7 @@ from pipeline.errors import CapcacheError
 from pipeline.extract.in_parts import Filling, extract_in_parts
 from pipeline.extract.inference import prepare_encoder
 from pipeline.extract.loop import fill, rows_to_do, start_decoding
-from pipeline.extract.result import ExtractResult, cache_path_for, cache_spec, sidecar_report
+from pipeline.extract.result import ExtractResult, bad_images, cache_path_for, cache_spec, sidecar_report
 from pipeline.extract.reuse import record_request, reused_result
 from pipeline.extract.siblings import extend_from_siblings, siblings
 from pipeline.io import atomic_write_json
@@ -131,8 +131,7 @@ def _extract_one_file(manifest: Manifest, spec: CacheSpec, path: Path, model: Fr
             writer.record_image_set(spec.image_set)
     finally:
         writer.close()
-    bad = [{"image_id": ids[r], "file": str(manifest.images[r].file), "error": err}
-           for r, err in sorted(bad_rows.items())]
+    bad = bad_images(manifest, bad_rows)
     result = ExtractResult(path, spec.key, spec.n_images, int(len(todo) - len(bad_rows)), bad,
                            seconds=time.perf_counter() - start, changed=[ids[r] for r in changed],
                            notes=[n for n in notes if n])
