@@ -95,7 +95,7 @@ def extract(manifest: Path = typer.Argument(..., help="Manifest JSON."),
             device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
             dtype: str = typer.Option("float16", help="float16 | float32"),
             part_rows: Optional[int] = typer.Option(None, min=1, help="Write the cache in part files of this many "
-                                                    "rows (under torchrun always: default 10000; each rank writes whole parts)."),
+                                                    "rows (under torchrun always: default up to 10000, 4+ parts a process; each rank writes whole parts)."),
             plan: bool = typer.Option(False, help="Only say what would be written: size, free space, parts per process."),
             processes: int = typer.Option(1, min=1, help="With --plan: the torchrun job's total number of processes.")):
     """Run a frozen encoder over every image once and store the features (resumable; in parts under torchrun)."""

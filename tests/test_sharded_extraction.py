@@ -1,5 +1,8 @@
 """A cache written in parts by the ranks of a torchrun job and joined by HDF5 virtual datasets.
 
+The job every test starts from loses one rank to kill -9 mid-run and is run again (one fixture, so
+the suite pays for two torchrun jobs, not three).
+
 Every test compares with one uninterrupted single-process extraction of the same images, row for
 row and dataset for dataset: the joined cache must be that cache, whoever wrote which part.
 """
@@ -29,6 +32,7 @@ from pipeline.cache.contents import file_stats
 from pipeline.data.manifest import Manifest
 from pipeline.errors import CapcacheError
 from pipeline.extract import extract
+from pipeline.extract.partition import ROWS_PER_PART, Partition, default_rows_per_part
 from pipeline.extract.plan import plan_extraction
 from tests.helpers import REPO, linked_photos
 
@@ -48,19 +52,33 @@ def single(manifest_path: Path, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def three_ranks(manifest_path: Path, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    """(joined cache, the job) of a 3-process torchrun extraction in parts of PART_ROWS rows."""
+def three_ranks(manifest_path: Path, single: Path, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """(joined cache, the re-run) of a 3-process torchrun extraction in parts of PART_ROWS rows whose
+    first run lost rank 1 to kill -9 mid-run: the cache every other test starts from."""
     cache_dir = tmp_path_factory.mktemp("ddp")
     job = _torchrun(manifest_path, cache_dir, 3)
-    out, err = job.communicate(timeout=600)
-    assert job.returncode == 0, err[-3000:]
-    return Path(out.strip().splitlines()[-1]), subprocess.CompletedProcess(job.args, 0, out, err)
+    try:
+        _wait_for_rows(job, at_least=30, total=100)  # rank 0 reports its own 100 rows
+        os.kill(_rank_pid(job.pid, rank=1), signal.SIGKILL)
+        job.communicate(timeout=120)  # torchrun stops the other ranks and fails
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode != 0
+    assert list(parts_folder(cache_dir / single.name).glob("*.h5")) and not (cache_dir / single.name).exists()
+    rerun = _torchrun(manifest_path, cache_dir, 3)
+    out, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, err[-3000:]
+    return Path(out.strip().splitlines()[-1]), subprocess.CompletedProcess(rerun.args, 0, out, err)
 
 
-def test_three_ranks_write_parts_that_join_into_the_single_process_cache(three_ranks, single, manifest_path):
-    joined, job = three_ranks
+def test_three_ranks_killed_and_resumed_write_parts_that_join_into_the_single_process_cache(three_ranks, single,
+                                                                                          manifest_path):
+    joined, rerun = three_ranks
     assert joined.name == single.name  # same settings, same key, same name
-    assert job.stdout.count("extracted now:") == 1 and f"extracted now: {N_ROWS}" in job.stdout  # rank 0 reports
+    assert rerun.stdout.count("extracted now:") == 1  # rank 0 reports for the job
+    extracted = int(re.search(r"extracted now: (\d+)", rerun.stdout).group(1))
+    assert 0 < extracted < N_ROWS - 30  # it resumed every part, it did not start over
     assert sorted(p.name[:10] for p in parts_folder(joined).glob("*.h5")) == [f"{s:010d}" for s in range(0, N_ROWS, PART_ROWS)]
     _assert_same_cache(joined, single)
     with h5py.File(joined, "r") as f:
@@ -75,27 +93,6 @@ def test_three_ranks_write_parts_that_join_into_the_single_process_cache(three_r
             np.testing.assert_array_equal(cache[row], f[hdf5.FEATURES][row])
     again = _extract_in_process(manifest_path, joined.parent)  # one process, same command: nothing to do
     assert again.reused and again.path == joined
-
-
-def test_kill_9_of_one_rank_mid_run_then_a_rerun_equals_the_single_process_cache(manifest_path, single, tmp_path):
-    job = _torchrun(manifest_path, tmp_path, 3)
-    try:
-        _wait_for_rows(job, at_least=30, total=100)  # rank 0 reports its own 100 rows
-        victim = _rank_pid(job.pid, rank=1)
-        os.kill(victim, signal.SIGKILL)
-        job.communicate(timeout=120)  # torchrun stops the other ranks and fails
-    finally:
-        if job.poll() is None:
-            job.kill()
-    assert job.returncode != 0
-    parts = sorted(parts_folder(tmp_path / single.name).glob("*.h5"))
-    assert parts and not (tmp_path / single.name).exists()  # killed before the join
-    rerun = _torchrun(manifest_path, tmp_path, 3)
-    out, err = rerun.communicate(timeout=600)
-    assert rerun.returncode == 0, err[-3000:]
-    extracted = int(re.search(r"extracted now: (\d+)", out).group(1))
-    assert 0 < extracted < N_ROWS - 30  # it resumed every part, it did not start over
-    _assert_same_cache(tmp_path / single.name, single)
 
 
 def test_a_missing_part_is_named_and_a_rerun_redoes_only_that_part(three_ranks, single, manifest_path, tmp_path):
@@ -214,3 +211,12 @@ def _assert_same_cache(got: Path, want: Path) -> None:
         assert g.attrs[hdf5.ATTR_KEY] == w.attrs[hdf5.ATTR_KEY] and g.attrs[hdf5.ATTR_SPEC] == w.attrs[hdf5.ATTR_SPEC]
         for name in (*ROW_DATASETS, hdf5.IMAGE_IDS, hdf5.FILES):
             np.testing.assert_array_equal(g[name][:], w[name][:], err_msg=name)
+
+
+def test_by_default_every_process_gets_several_parts_and_big_sets_parts_of_a_shard():
+    assert default_rows_per_part(8_000, 2) == 1_000  # Flickr8k on 2 GPUs: 8 parts, not 1 for rank 0 alone
+    assert default_rows_per_part(3_318_333, 16) == ROWS_PER_PART  # Conceptual Captions: parts of a shard
+    assert default_rows_per_part(3, 8) == 1
+    partition = Partition(123_287, default_rows_per_part(123_287, 8))  # COCO on 8 GPUs
+    shares = [partition.rows_of_rank(r, 8) for r in range(8)]
+    assert partition.n_parts >= 32 and max(shares) - min(shares) <= partition.rows_per_part

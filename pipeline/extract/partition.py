@@ -1,9 +1,11 @@
 """How a cache written in parts is cut: fixed slices of rows, dealt to the ranks of a torchrun job.
 
-The slices depend on the data alone (``rows_per_part``), never on the number of processes, so a
-job re-run on another number of GPUs or nodes resumes the same part files. Rank r takes parts
-r, r + world, r + 2 world, ... The cut is recorded in ``<cache>.parts/partition.json`` when the
-first job starts and refused if a later run asks for another one.
+The cut is recorded in ``<cache>.parts/partition.json`` when the first job starts, and every later
+run keeps it whatever its number of processes, so a job re-run on other GPUs or nodes resumes the
+same part files (a later run that asks for another ``rows_per_part`` is refused). Rank r takes
+parts r, r + world, r + 2 world, ... By default the first job cuts parts of up to 10,000 rows,
+smaller where that would leave a process fewer than ``PARTS_PER_PROCESS`` parts: Flickr8k's
+8,000 images in one part would leave every rank but one idle.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pipeline.errors import CapcacheError
 from pipeline.io import atomic_write_json, read_json
 
 ROWS_PER_PART = 10_000  # img2dataset's default shard size: a web dataset's shard and a part hold the same images
+PARTS_PER_PROCESS = 4  # at least, by default: the ranks' shares stay within a part of each other
 _RECORD = "partition.json"
 
 
@@ -46,9 +49,14 @@ class Partition:
         return sum(ranges[i][1] - ranges[i][0] for i in self.of_rank(rank, world))
 
 
-def settled_partition(cache: Path, n_rows: int, rows_per_part: int | None) -> Partition:
+def default_rows_per_part(n_rows: int, world: int) -> int:
+    return max(1, min(ROWS_PER_PART, -(-n_rows // (PARTS_PER_PROCESS * world))))
+
+
+def settled_partition(cache: Path, n_rows: int, rows_per_part: int | None, world: int) -> Partition:
     """The partition of ``cache``: the recorded one when its parts were started before (refusing a
-    different ``rows_per_part``), else a new one (``rows_per_part`` or the default), recorded."""
+    different ``rows_per_part``), else a new one (``rows_per_part`` or the default for ``world``
+    processes), recorded."""
     stored = recorded_partition(cache)
     record = parts_folder(cache) / _RECORD
     if stored is not None:
@@ -60,7 +68,7 @@ def settled_partition(cache: Path, n_rows: int, rows_per_part: int | None) -> Pa
                                 f"--part-rows {stored.rows_per_part} (or without it), or delete {record.parent} to "
                                 "start over")
         return stored
-    partition = Partition(n_rows, rows_per_part or ROWS_PER_PART)
+    partition = Partition(n_rows, rows_per_part or default_rows_per_part(n_rows, world))
     atomic_write_json(record, asdict(partition))
     return partition
 

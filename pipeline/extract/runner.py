@@ -52,7 +52,7 @@ def run_extraction(manifest: Manifest, encoder: str, weights: str | None, grid: 
     """The full check (build the encoder, compare cache keys), then extract whatever rows are missing.
 
     Under ``torchrun``, or when ``rows_per_part`` is given, the cache is written in parts of that
-    many rows (default ``partition.ROWS_PER_PART``), every rank filling whole parts, and rank 0
+    many rows (default: ``partition.default_rows_per_part``), every rank filling whole parts, and rank 0
     joins them into one cache file; a cache once started in parts is continued in parts, by any
     number of processes. ``request``
     (``reuse.request_digest``) is recorded in the finished cache's report; ``stats`` [N, 2] are
