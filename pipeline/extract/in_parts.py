@@ -107,7 +107,7 @@ def _fill_part(manifest: Manifest, start: int, stop: int, path: Path, stats: np.
         bar.update(stop - start - len(todo))
         batches = start_decoding(filling.model, sources, todo, filling.batch_size, filling.workers, filling.dev,
                                  writer.inherited_handles())
-        bad = fill(writer, filling.model, batches, filling.dev, bar)
+        bad = fill(writer, filling.model, batches, filling.batch_size, filling.dev, bar)
         status = writer.status_array()
         complete = not (status == hdf5.PENDING).any()
         if complete:

@@ -71,9 +71,11 @@ def start_decoding(model: FrozenEncoder, sources: Sequence[ImageSource], rows: n
     return itertools.chain(iter(loaders[0]), *loaders[1:])  # the first one's workers start now
 
 
-def fill(writer: CacheWriter, model: FrozenEncoder, batches: Iterator[tuple], dev: torch.device,
+def fill(writer: CacheWriter, model: FrozenEncoder, batches: Iterator[tuple], batch_size: int, dev: torch.device,
          bar: tqdm) -> dict[int, str]:
-    """Encode the decoded ``batches`` (``start_decoding``) and write them; {bad row: error}.
+    """Encode the decoded ``batches`` (``start_decoding``, of ``batch_size`` images) and write them;
+    {bad row: error}. Every batch runs as a full one (``encode_images``' ``pad_to``), so a row's
+    features do not depend on where a part, a resumed run or a bad image cut the batches.
 
     The HDF5 write of batch k (a background thread) overlaps the forward pass of batch k+1.
     """
@@ -82,7 +84,7 @@ def fill(writer: CacheWriter, model: FrozenEncoder, batches: Iterator[tuple], de
     background = BackgroundWriter(writer.write)
     try:
         for batch in batches:  # (rows [B], images [B, 3, S, S], errors, digests, sizes [B], mtimes [B])
-            done, feats, pooled, digests, stats, errors, bad_stats = _encode(model, _in_row_order(batch), dev, dtype)
+            done, feats, pooled, digests, stats, errors, bad_stats = _encode(model, _in_row_order(batch), dev, dtype, batch_size)
             if errors:
                 bad.update(errors)
                 writer.mark_bad(np.array(sorted(errors)), bad_stats)
@@ -108,7 +110,7 @@ Encoded = tuple[np.ndarray, np.ndarray, "np.ndarray | None", list, np.ndarray, d
 # rows [b], features [b, L, D], pooled [b, E], digests [b], stats [b, 2], {bad row: error}, bad rows' stats [k, 2]
 
 
-def _encode(model: FrozenEncoder, batch: tuple, dev: torch.device, dtype: np.dtype) -> Encoded:
+def _encode(model: FrozenEncoder, batch: tuple, dev: torch.device, dtype: np.dtype, batch_size: int) -> Encoded:
     rows, images, errors, digests, sizes, mtimes = batch
     ok = np.array([e == "" for e in errors])
     rows = rows.numpy()
@@ -118,6 +120,6 @@ def _encode(model: FrozenEncoder, batch: tuple, dev: torch.device, dtype: np.dty
     good_digests = [d for d, good in zip(digests, ok) if good]
     if not ok.any():
         return rows[:0], np.empty(0), None, [], stats[:0], failed, bad_stats
-    tokens, pooled = encode_images(model, images[torch.from_numpy(ok)], dev)  # [b, L, D], [b, E] or None
+    tokens, pooled = encode_images(model, images[torch.from_numpy(ok)], dev, batch_size)  # [b, L, D], [b, E] or None
     pooled = pooled.float().cpu().numpy().astype(dtype) if pooled is not None else None
     return rows[ok], tokens.float().cpu().numpy().astype(dtype), pooled, good_digests, stats[ok], failed, bad_stats

@@ -125,7 +125,7 @@ def _extract_one_file(manifest: Manifest, spec: CacheSpec, path: Path, model: Fr
         else:
             batches = early
         with tqdm(total=len(todo), desc="extract", unit="img", disable=not progress) as bar:
-            bad_rows = fill(writer, model, batches, dev, bar)
+            bad_rows = fill(writer, model, batches, batch_size, dev, bar)
         status = writer.status_array()
         if not (status == hdf5.PENDING).any():
             writer.record_image_set(spec.image_set)
