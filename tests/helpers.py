@@ -1,5 +1,5 @@
-"""What several test modules do alike: interrupt a training run, read Flickr8k captions, run a
-script under torchrun, make a manifest of many images from the few real photos."""
+"""What several test modules do alike: interrupt a training run or an extraction, read Flickr8k
+captions, run a script under torchrun, make a manifest of many images from the few real photos."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
+import pipeline.extract.loop as extract_loop
 import pipeline.training.loop as loop
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,3 +75,19 @@ def linked_photos(folder: Path, real_photos: Path, n: int) -> Path:
     path = folder / "many.json"
     Manifest("many", str(images), records).save(path)
     return path
+
+
+def extract_interrupted(monkeypatch, after_batches: int, extraction: Callable[[], object]) -> None:
+    """Run ``extraction`` and stop it like Ctrl-C once ``after_batches`` batches were encoded."""
+    real, calls = extract_loop._encode, {"n": 0}
+
+    def encode(*args):
+        calls["n"] += 1
+        if calls["n"] > after_batches:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(extract_loop, "_encode", encode)
+    with pytest.raises(KeyboardInterrupt):
+        extraction()
+    monkeypatch.setattr(extract_loop, "_encode", real)

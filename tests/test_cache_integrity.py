@@ -19,7 +19,6 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import pipeline.cache.writer as writer_module
-import pipeline.extract.loop as loop
 import pipeline.extract.runner as runner
 from cli import app
 from pipeline.cache import hdf5
@@ -34,6 +33,7 @@ from pipeline.errors import CapcacheError
 from pipeline.extract import extract
 from pipeline.extract.images import load_image
 from pipeline.io import atomic_write_text
+from tests.helpers import extract_interrupted
 
 cli = CliRunner()
 
@@ -60,17 +60,7 @@ def run(manifest: Manifest, cache: Path, **kwargs):
 
 def interrupted(manifest: Manifest, cache: Path, monkeypatch, after_batches: int = 1) -> None:
     """An extraction stopped by Ctrl-C after ``after_batches`` batches were encoded."""
-    real, calls = loop._encode, {"n": 0}
-
-    def encode(*args):
-        calls["n"] += 1
-        if calls["n"] > after_batches:
-            raise KeyboardInterrupt
-        return real(*args)
-    monkeypatch.setattr(loop, "_encode", encode)
-    with pytest.raises(KeyboardInterrupt):
-        run(manifest, cache)
-    monkeypatch.setattr(loop, "_encode", real)
+    extract_interrupted(monkeypatch, after_batches, lambda: run(manifest, cache))
 
 
 def features(path: Path) -> np.ndarray:

@@ -24,7 +24,6 @@ import pytest
 from img2dataset_output import photo, write_img2dataset_output, write_tar
 
 import pipeline.data.shard_stream as shard_stream
-import pipeline.extract.loop as loop
 import pipeline.extract.shard_images as shard_images
 from pipeline.cache import hdf5
 from pipeline.cache.inspect import verify_cache
@@ -33,7 +32,7 @@ from pipeline.data.importers import import_dataset
 from pipeline.data.manifest import Manifest
 from pipeline.errors import CapcacheError
 from pipeline.extract import extract
-from tests.helpers import REPO
+from tests.helpers import REPO, extract_interrupted
 
 ROWS = [(f"a photo of thing {i}", f"https://example.com/{i}.jpg") for i in range(36)]
 FAILED = {5: ("failed_to_download", "HTTP Error 404: Not Found"), 20: ("failed_to_resize", "image file is truncated")}
@@ -116,18 +115,7 @@ def test_a_corrupt_member_a_missing_member_and_a_cut_tar_are_reported_and_the_re
 
 
 def test_an_interrupted_extraction_resumes_and_ends_equal(web, shard_cache, tmp_path, monkeypatch):
-    real, calls = loop._encode, {"n": 0}
-
-    def encode(*args):
-        calls["n"] += 1
-        if calls["n"] > 3:  # 3 batches of 4 rows, then Ctrl-C
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(loop, "_encode", encode)
-    with pytest.raises(KeyboardInterrupt):
-        _extract(web, tmp_path)
-    monkeypatch.setattr(loop, "_encode", real)
+    extract_interrupted(monkeypatch, 3, lambda: _extract(web, tmp_path))  # 3 batches of 4 rows, then Ctrl-C
     opened = _spy_on_extraction_reads(monkeypatch)
     resumed = _extract(web, tmp_path)
     assert resumed.extracted == N_IMAGES - 12

@@ -22,7 +22,6 @@ import h5py
 import numpy as np
 import pytest
 
-import pipeline.extract.loop as loop
 from pipeline.cache import hdf5
 from pipeline.cache.inspect import cache_info, verify_cache
 from pipeline.cache.parts import ATTR_PARTS, parts_folder
@@ -34,7 +33,7 @@ from pipeline.errors import CapcacheError
 from pipeline.extract import extract
 from pipeline.extract.partition import ROWS_PER_PART, Partition, default_rows_per_part
 from pipeline.extract.plan import plan_extraction
-from tests.helpers import REPO, linked_photos
+from tests.helpers import REPO, extract_interrupted, linked_photos
 
 N_ROWS, PART_ROWS = 300, 50  # 6 parts: with 3 processes, 2 each
 ROW_DATASETS = (hdf5.FEATURES, hdf5.STATUS, hdf5.DIGESTS, hdf5.STATS, hdf5.CHECKSUMS)
@@ -119,18 +118,7 @@ def test_another_part_size_for_a_cache_begun_in_parts_is_refused(three_ranks, ma
 
 
 def test_parts_take_over_the_rows_of_an_interrupted_one_file_run(manifest_path, single, tmp_path, monkeypatch):
-    real, calls = loop._encode, {"n": 0}
-
-    def encode(*args):
-        calls["n"] += 1
-        if calls["n"] > 20:  # 20 batches of 4 rows, then Ctrl-C
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(loop, "_encode", encode)
-    with pytest.raises(KeyboardInterrupt):
-        _extract_in_process(manifest_path, tmp_path)
-    monkeypatch.setattr(loop, "_encode", real)
+    extract_interrupted(monkeypatch, 20, lambda: _extract_in_process(manifest_path, tmp_path))  # 20 batches of 4 rows
     assert cache_info(tmp_path / single.name).n_done == 80
     taken_over = _extract_in_process(manifest_path, tmp_path, rows_per_part=250)
     assert taken_over.extracted == N_ROWS - 80  # the 80 rows came from the one-file cache it replaced
