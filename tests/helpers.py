@@ -4,6 +4,7 @@ captions, run a script under torchrun, make a manifest of many images from the f
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +92,15 @@ def extract_interrupted(monkeypatch, after_batches: int, extraction: Callable[[]
     with pytest.raises(KeyboardInterrupt):
         extraction()
     monkeypatch.setattr(extract_loop, "_encode", real)
+
+
+def wait_for_progress(proc: subprocess.Popen, at_least: int, total: int) -> int:
+    """Read ``proc``'s progress bar from stderr until ``at_least`` of ``total`` images are done;
+    return that count (fail the test if it ends first)."""
+    seen = ""
+    while proc.poll() is None:
+        seen += os.read(proc.stderr.fileno(), 4096).decode(errors="replace")
+        counts = [int(n) for n in re.findall(rf"(\d+)/{total}", seen)]
+        if counts and counts[-1] >= at_least:
+            return counts[-1]
+    pytest.fail(f"the process ended before it could be interrupted: {seen[-1500:]}")

@@ -26,7 +26,7 @@ from pipeline.cache.inspect import cache_info, list_caches, verify_cache
 from pipeline.data.manifest import ImageRecord, Manifest
 from pipeline.errors import CapcacheError
 from pipeline.extract import extract
-from tests.helpers import linked_photos
+from tests.helpers import linked_photos, wait_for_progress
 
 REPO = Path(__file__).resolve().parents[1]
 N_ROWS = 800
@@ -64,23 +64,12 @@ def _features(path: Path) -> tuple[np.ndarray, np.ndarray]:
         return f[hdf5.FEATURES][:], f[hdf5.STATUS][:]
 
 
-def _wait_for_progress(proc: subprocess.Popen, at_least: int, total: int) -> int:
-    """Read the progress bar from stderr until ``at_least`` images are done; return that count."""
-    seen = ""
-    while proc.poll() is None:
-        seen += os.read(proc.stderr.fileno(), 4096).decode(errors="replace")
-        counts = [int(n) for n in re.findall(rf"(\d+)/{total}", seen)]
-        if counts and counts[-1] >= at_least:
-            return counts[-1]
-    pytest.fail(f"extraction ended before it could be interrupted: {seen[-500:]}")
-
-
 def test_kill_9_mid_extraction_then_rerun_resumes_and_equals_an_uninterrupted_run(many_photos, uninterrupted, tmp_path):
     reference = uninterrupted
 
     proc = _cli("extract", str(many_photos), "--encoder", "tiny-cnn", "--cache-dir", str(tmp_path / "killed"),
                 "--batch-size", "4", "--workers", "0")
-    done_when_killed = _wait_for_progress(proc, at_least=100, total=N_ROWS)
+    done_when_killed = wait_for_progress(proc, at_least=100, total=N_ROWS)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     killed = next((tmp_path / "killed").glob("*.h5"))
@@ -103,7 +92,7 @@ def test_kill_9_with_decoding_workers_then_an_immediate_rerun_resumes(many_photo
     proc = _cli("extract", str(many_photos), "--encoder", "tiny-cnn", "--cache-dir", str(tmp_path / "killed"),
                 "--batch-size", "4", "--workers", "1", start_new_session=True)
     try:
-        done_when_killed = _wait_for_progress(proc, at_least=40, total=N_ROWS)
+        done_when_killed = wait_for_progress(proc, at_least=40, total=N_ROWS)
         os.kill(proc.pid, signal.SIGKILL)  # the extraction process itself; its worker lives on for a while
         proc.wait()
         resumed = extract(Manifest.load(many_photos), "tiny-cnn", cache_dir=tmp_path / "killed", batch_size=4,

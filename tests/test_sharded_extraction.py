@@ -33,7 +33,7 @@ from pipeline.errors import CapcacheError
 from pipeline.extract import extract
 from pipeline.extract.partition import ROWS_PER_PART, Partition, default_rows_per_part
 from pipeline.extract.plan import plan_extraction
-from tests.helpers import REPO, extract_interrupted, linked_photos
+from tests.helpers import REPO, extract_interrupted, linked_photos, wait_for_progress
 
 N_ROWS, PART_ROWS = 300, 50  # 6 parts: with 3 processes, 2 each
 ROW_DATASETS = (hdf5.FEATURES, hdf5.STATUS, hdf5.DIGESTS, hdf5.STATS, hdf5.CHECKSUMS)
@@ -57,7 +57,7 @@ def three_ranks(manifest_path: Path, single: Path, tmp_path_factory) -> tuple[Pa
     cache_dir = tmp_path_factory.mktemp("ddp")
     job = _torchrun(manifest_path, cache_dir, 3)
     try:
-        _wait_for_rows(job, at_least=30, total=100)  # rank 0 reports its own 100 rows
+        wait_for_progress(job, at_least=30, total=100)  # rank 0 reports its own 100 rows
         os.kill(_rank_pid(job.pid, rank=1), signal.SIGKILL)
         job.communicate(timeout=120)  # torchrun stops the other ranks and fails
     finally:
@@ -164,16 +164,6 @@ def _torchrun(manifest_path: Path, cache_dir: Path, processes: int) -> subproces
                              "--cache-dir", str(cache_dir), "--batch-size", "4", "--workers", "0", "--part-rows",
                              str(PART_ROWS)], cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for_rows(job: subprocess.Popen, at_least: int, total: int) -> None:
-    seen = ""
-    while job.poll() is None:
-        seen += os.read(job.stderr.fileno(), 4096).decode(errors="replace")
-        counts = [int(n) for n in re.findall(rf"(\d+)/{total}", seen)]
-        if counts and counts[-1] >= at_least:
-            return
-    pytest.fail(f"the job ended before a rank could be killed: {seen[-1500:]}")
 
 
 def _rank_pid(torchrun_pid: int, rank: int) -> int:

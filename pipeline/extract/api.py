@@ -31,8 +31,8 @@ def extract(manifest: Manifest, encoder: str, weights: str | None = None, grid: 
     """Fill (or reuse) the cache of ``encoder`` over the manifest's images; resumes an interrupted one.
 
     Under ``torchrun`` (or with ``rows_per_part``) the cache is written in parts of ``rows_per_part``
-    rows (default up to 10,000, at least 4 parts a process), every rank filling whole parts, and rank 0 joins them into one cache
-    file (``in_parts``).
+    rows (default up to 10,000, at least 4 parts a process), every rank filling whole parts, and
+    rank 0 joins them into one cache file (``in_parts``).
     """
     check_options(dtype, batch_size, workers, grid, device)
     if rows_per_part is not None and rows_per_part < 1:

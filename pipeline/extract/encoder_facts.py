@@ -47,9 +47,7 @@ def _probe(encoder: str, weights: str | None, grid: int | None) -> EncoderFacts:
     import torch
 
     from pipeline.encoders import build_encoder
+    from pipeline.extract.inference import output_shape
 
     model = build_encoder(encoder, weights, grid)
-    size = model.preprocessing.crop
-    with torch.inference_mode():
-        out = model(torch.zeros(1, 3, size, size))  # [1, L, D]
-    return EncoderFacts(model.describe(), int(out.shape[1]), int(out.shape[2]), model.pooled_dim)
+    return EncoderFacts(model.describe(), *output_shape(model, torch.device("cpu")), model.pooled_dim)

@@ -16,6 +16,14 @@ def prepare_encoder(model: FrozenEncoder, dev: torch.device) -> FrozenEncoder:
     return model.to(dev).to(memory_format=torch.channels_last)
 
 
+def output_shape(model: FrozenEncoder, dev: torch.device) -> tuple[int, int]:
+    """(L, D) of the encoder's output, from one dummy image."""
+    size = model.preprocessing.crop
+    with torch.inference_mode():
+        out = model(torch.zeros(1, 3, size, size, device=dev))  # [1, L, D]
+    return int(out.shape[1]), int(out.shape[2])
+
+
 def encode_images(model: FrozenEncoder, images: torch.Tensor, dev: torch.device,
                   pad_to: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """images [B, 3, S, S] -> (grid tokens [B, L, D], pooled [B, E] or None), as extraction computes them.

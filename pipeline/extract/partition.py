@@ -19,7 +19,6 @@ from pipeline.io import atomic_write_json, read_json
 
 ROWS_PER_PART = 10_000  # img2dataset's default shard size: a web dataset's shard and a part hold the same images
 PARTS_PER_PROCESS = 4  # at least, by default: the ranks' shares stay within a part of each other
-_RECORD = "partition.json"
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ def settled_partition(cache: Path, n_rows: int, rows_per_part: int | None, world
     different ``rows_per_part``), else a new one (``rows_per_part`` or the default for ``world``
     processes), recorded."""
     stored = recorded_partition(cache)
-    record = parts_folder(cache) / _RECORD
+    record = _record(cache)
     if stored is not None:
         if stored.n_rows != n_rows:
             raise CapcacheError(f"{record} cuts {stored.n_rows} rows, this cache has {n_rows}; delete {record.parent} "
@@ -75,10 +74,14 @@ def settled_partition(cache: Path, n_rows: int, rows_per_part: int | None, world
 
 def recorded_partition(cache: Path) -> Partition | None:
     """The partition recorded when ``cache``'s parts were first started; None when there is none."""
-    record = parts_folder(cache) / _RECORD
+    record = _record(cache)
     if not record.is_file():
         return None
     try:
         return Partition(**read_json(record))
     except (OSError, ValueError, TypeError) as e:
         raise CapcacheError(f"{record} is damaged ({e}); delete {record.parent} and extract again") from e
+
+
+def _record(cache: Path) -> Path:
+    return parts_folder(cache) / "partition.json"

@@ -13,14 +13,13 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-
 from pipeline.cache import hdf5
 from pipeline.cache.contents import MISSING, file_stats
 from pipeline.cache.parts import parts_folder
 from pipeline.data.manifest import Manifest
 from pipeline.extract.api import MOST_MISSING
-from pipeline.extract.partition import Partition, default_rows_per_part, recorded_partition
 from pipeline.extract.encoder_facts import encoder_facts
+from pipeline.extract.partition import Partition, default_rows_per_part, recorded_partition
 from pipeline.extract.result import cache_path_for, described_cache_spec
 
 
@@ -69,9 +68,8 @@ def plan_extraction(manifest: Manifest, encoder: str, weights: str | None, grid:
     stats = file_stats(manifest.image_files())  # [N, 2]
     spec = described_cache_spec(manifest, facts.description, dtype, stats)
     path = cache_path_for(cache_dir, manifest, spec)
-    partition = recorded_partition(path) or Partition(len(manifest.images),
-                                                      rows_per_part or default_rows_per_part(len(manifest.images), processes))
     n = len(manifest.images)
+    partition = recorded_partition(path) or Partition(n, rows_per_part or default_rows_per_part(n, processes))
     folder = Path(cache_dir)
     while not folder.exists():  # the disk it would be created on
         folder = folder.parent

@@ -33,7 +33,7 @@ from pipeline.encoders import build_encoder
 from pipeline.encoders.base import FrozenEncoder
 from pipeline.errors import CapcacheError
 from pipeline.extract.in_parts import Filling, extract_in_parts
-from pipeline.extract.inference import prepare_encoder
+from pipeline.extract.inference import output_shape, prepare_encoder
 from pipeline.extract.loop import fill, rows_to_do, start_decoding
 from pipeline.extract.result import ExtractResult, bad_images, cache_path_for, cache_spec, sidecar_report
 from pipeline.extract.reuse import record_request, reused_result
@@ -52,11 +52,10 @@ def run_extraction(manifest: Manifest, encoder: str, weights: str | None, grid: 
     """The full check (build the encoder, compare cache keys), then extract whatever rows are missing.
 
     Under ``torchrun``, or when ``rows_per_part`` is given, the cache is written in parts of that
-    many rows (default: ``partition.default_rows_per_part``), every rank filling whole parts, and rank 0
-    joins them into one cache file; a cache once started in parts is continued in parts, by any
-    number of processes. ``request``
-    (``reuse.request_digest``) is recorded in the finished cache's report; ``stats`` [N, 2] are
-    the image files' (size, mtime_ns) now.
+    many rows (default: ``partition.default_rows_per_part``), every rank filling whole parts, and
+    rank 0 joins them into one cache file; a cache once started in parts is continued in parts, by
+    any number of processes. ``request`` (``reuse.request_digest``) is recorded in the finished
+    cache's report; ``stats`` [N, 2] are the image files' (size, mtime_ns) now.
     """
     comm = Collective.from_env()
     try:
@@ -86,7 +85,7 @@ def _extract(comm: Collective, manifest: Manifest, model: FrozenEncoder, cache_d
     model = prepare_encoder(model, dev)
     in_parts = comm.broadcast(parts_folder(path).is_dir() or is_joined(path) if comm.is_main else None)
     if comm.world > 1 or rows_per_part is not None or in_parts:
-        filling = Filling(model, dtype, dev, compute_of(dev), *_output_shape(model, dev), batch_size, workers)
+        filling = Filling(model, dtype, dev, compute_of(dev), *output_shape(model, dev), batch_size, workers)
         return extract_in_parts(comm, manifest, spec, path, filling, stats, rows_per_part, progress, request)
     return _extract_one_file(manifest, spec, path, model, dev, batch_size, workers, stats, progress, request)
 
@@ -105,14 +104,15 @@ def _extract_one_file(manifest: Manifest, spec: CacheSpec, path: Path, model: Fr
     sources = [manifest.image_source(r) for r in manifest.images]
     created = not path.exists()
     start = time.perf_counter()
-    expected = _expected_rows(path, spec, compute)
+    found = siblings(path, spec, compute)
+    expected = _expected_rows(path, spec) if not found else None  # siblings may fill some rows
     early = start_decoding(model, sources, expected, batch_size, workers, dev) if expected is not None else None
-    n_tokens, dim = _output_shape(model, dev)
+    n_tokens, dim = output_shape(model, dev)
     writer = CacheWriter(path, spec, ids, n_tokens, dim, model.pooled_dim,
                          files=[stored_name(r) for r in manifest.images],
                          image_root=os.path.abspath(manifest.image_root), compute=compute)
     try:
-        notes = [extend_from_siblings(writer, spec, compute, created)]
+        notes = [extend_from_siblings(writer, found, created)]
         todo, changed = rows_to_do(writer, sources, stats, compute)
         if progress:
             size = hdf5.estimated_bytes(len(ids), n_tokens, dim, model.pooled_dim, spec.dtype)
@@ -142,12 +142,10 @@ def _extract_one_file(manifest: Manifest, spec: CacheSpec, path: Path, model: Fr
     return result
 
 
-def _expected_rows(path: Path, spec: CacheSpec, compute: dict) -> np.ndarray | None:
+def _expected_rows(path: Path, spec: CacheSpec) -> np.ndarray | None:
     """The rows the writer will most likely find to do, read without opening it for writing: all of
-    a new file's, the unfinished ones of an existing file of this key; None when sibling caches may
-    fill some, or the file cannot be read now (the writer then says why)."""
-    if siblings(path, spec, compute):
-        return None
+    a new file's, the unfinished ones of an existing file of this key; None when the file cannot be
+    read now (the writer then says why)."""
     if not path.exists():
         return np.arange(spec.n_images)
     try:
@@ -157,11 +155,3 @@ def _expected_rows(path: Path, spec: CacheSpec, compute: dict) -> np.ndarray | N
             return np.flatnonzero(f[hdf5.STATUS][:] != hdf5.DONE)
     except (CapcacheError, OSError, KeyError):
         return None
-
-
-def _output_shape(model: FrozenEncoder, dev: torch.device) -> tuple[int, int]:
-    """(L, D) of the encoder's output, from one dummy image."""
-    size = model.preprocessing.crop
-    with torch.inference_mode():
-        out = model(torch.zeros(1, 3, size, size, device=dev))  # [1, L, D]
-    return out.shape[1], out.shape[2]

@@ -20,14 +20,14 @@ from pipeline.errors import CapcacheError
 _IMAGES = ("image_set", "image_names", "n_images")
 
 
-def extend_from_siblings(writer: CacheWriter, spec: CacheSpec, compute: dict, created: bool) -> str | None:
-    """Copy into ``writer``'s pending rows what its siblings hold; a line saying what was done, if anything.
+def extend_from_siblings(writer: CacheWriter, found: list[Path], created: bool) -> str | None:
+    """Copy into ``writer``'s pending rows what its siblings ``found`` (``siblings``) hold; a line
+    saying what was done, if anything.
 
     ``created``: the cache file is new in this run (then a sibling is worth a note even when none of
     its rows applies)."""
     if not len(writer.rows_to_do()):
         return None
-    found = siblings(writer.path, spec, compute)
     copied = {other: writer.copy_rows_from(other) for other in found}
     used = {other: n for other, n in copied.items() if n}
     if used:
