@@ -97,8 +97,15 @@ def extract(manifest: Path = typer.Argument(..., help="Manifest JSON."),
             part_rows: Optional[int] = typer.Option(None, min=1, help="Write the cache in part files of this many "
                                                     "rows (under torchrun always: default up to 10000, 4+ parts a process; each rank writes whole parts)."),
             plan: bool = typer.Option(False, help="Only say what would be written: size, free space, parts per process."),
-            processes: int = typer.Option(1, min=1, help="With --plan: the torchrun job's total number of processes.")):
+            processes: int = typer.Option(1, min=1, help="With --plan: the torchrun job's total number of processes."),
+            views: int = typer.Option(0, min=0, help="Also cache this many augmented views of every image (random "
+                                      "resized crop + flips, fixed per image and view), for `--set data.views=K`."),
+            view_scale: float = typer.Option(0.6, help="Views: the crop's smallest share of the image's area."),
+            view_hflip: float = typer.Option(0.5, help="Views: probability of a left-right mirror."),
+            view_vflip: float = typer.Option(0.0, help="Views: probability of an upside-down flip (seed 002: 0.5)."),
+            view_seed: int = typer.Option(0, help="Views: seed of their dice (another seed, other views).")):
     """Run a frozen encoder over every image once and store the features (resumable; in parts under torchrun)."""
+    from pipeline.augmentation import Augmentation
     from pipeline.data.manifest import Manifest
     from pipeline.extract import extract as run_extract
 
@@ -106,10 +113,11 @@ def extract(manifest: Path = typer.Argument(..., help="Manifest JSON."),
         from pipeline.extract.plan import plan_extraction
 
         typer.echo(plan_extraction(Manifest.load(manifest), encoder, weights, grid, cache_dir, dtype, processes,
-                                   part_rows).summary())
+                                   part_rows, views).summary())
         return
+    augmentation = Augmentation(scale=(view_scale, 1.0), hflip=view_hflip, vflip=view_vflip, seed=view_seed)
     result = run_extract(Manifest.load(manifest), encoder, weights, grid, cache_dir, batch_size, workers, device, dtype,
-                         rows_per_part=part_rows)
+                         rows_per_part=part_rows, views=views, augmentation=augmentation)
     if not result.main_process:  # other torchrun ranks: rank 0 reports for the job
         return
     typer.echo(result.summary())

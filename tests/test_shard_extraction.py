@@ -28,6 +28,7 @@ import pipeline.extract.shard_images as shard_images
 from pipeline.cache import hdf5
 from pipeline.cache.inspect import verify_cache
 from pipeline.cache.key import image_digests
+from pipeline.cache.parts import parts_folder
 from pipeline.data.importers import import_dataset
 from pipeline.data.manifest import Manifest
 from pipeline.errors import CapcacheError
@@ -123,12 +124,12 @@ def test_an_interrupted_extraction_resumes_and_ends_equal(web, shard_cache, tmp_
     _assert_same_cache(resumed.path, shard_cache, ROW_DATASETS)
 
 
-def test_parts_spanning_two_shards_read_only_their_own_members(web, shard_cache, tmp_path, monkeypatch):
+def test_parts_are_whole_shards_each_read_once(web, shard_cache, tmp_path, monkeypatch):
     opened = _spy_on_extraction_reads(monkeypatch)
     in_parts = extract(Manifest.load(web), "tiny-cnn", cache_dir=tmp_path, batch_size=4, workers=0, progress=False,
-                       rows_per_part=8)  # parts [0, 8) [8, 16) [16, 24) [24, 32) [32, 34); tars of 11, 11, 12 rows
-    assert opened == [("00000.tar", 8), ("00000.tar", 3), ("00001.tar", 5), ("00001.tar", 6), ("00002.tar", 2),
-                      ("00002.tar", 8), ("00002.tar", 2)]
+                       rows_per_part=8)  # tars of 11, 11 and 12 rows: each larger than a part, so a part each
+    assert opened == [("00000.tar", 11), ("00001.tar", 11), ("00002.tar", 12)]
+    assert json.loads((parts_folder(in_parts.path) / "partition.json").read_text())["starts"] == [0, 11, 22]
     _assert_same_cache(in_parts.path, shard_cache, ROW_DATASETS)
 
 
@@ -173,7 +174,7 @@ def test_two_torchrun_ranks_in_parts_spanning_shards_equal_the_one_process_cache
     assert job.returncode == 0, job.stderr[-3000:]
     joined = Path(job.stdout.strip().splitlines()[-1])
     assert joined.name == shard_cache.name and f"extracted now: {N_IMAGES}" in job.stdout
-    _assert_same_cache(joined, shard_cache, ROW_DATASETS)  # parts of 8 rows: [8, 16) and [16, 24) span two tars
+    _assert_same_cache(joined, shard_cache, ROW_DATASETS)  # a part per tar: rank 0 writes two, rank 1 one
 
 
 def test_a_tar_cut_between_members_is_told_from_one_that_lacks_a_member(web, tmp_path):

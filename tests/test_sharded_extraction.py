@@ -9,6 +9,7 @@ row and dataset for dataset: the joined cache must be that cache, whoever wrote 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import h5py
@@ -31,7 +33,7 @@ from pipeline.cache.contents import file_stats
 from pipeline.data.manifest import Manifest
 from pipeline.errors import CapcacheError
 from pipeline.extract import extract
-from pipeline.extract.partition import ROWS_PER_PART, Partition, default_rows_per_part
+from pipeline.extract.partition import ROWS_PER_PART, Partition, cut, default_rows_per_part
 from pipeline.extract.plan import plan_extraction
 from tests.helpers import REPO, extract_interrupted, linked_photos, wait_for_progress
 
@@ -198,6 +200,15 @@ def test_by_default_every_process_gets_several_parts_and_big_sets_parts_of_a_sha
     partition = Partition(123_287, default_rows_per_part(123_287, 8))  # COCO on 8 GPUs
     shares = [partition.rows_of_rank(r, 8) for r in range(8)]
     assert partition.n_parts >= 32 and max(shares) - min(shares) <= partition.rows_per_part
+
+
+def test_parts_end_where_a_tar_ends_and_a_folder_is_cut_every_part_rows():
+    tars = ["a.tar"] * 3 + ["b.tar"] * 3 + ["c.tar"] * 3 + ["d.tar"] * 9 + ["x.jpg", "y.jpg", "z.jpg"]
+    partition = cut(tars, 7)
+    assert partition.ranges() == [(0, 6), (6, 9), (9, 18), (18, 21)]  # whole tars; d.tar alone is larger than a part
+    assert Partition(**json.loads(json.dumps(asdict(partition)))) == partition  # as partition.json records it
+    assert cut([f"{i}.jpg" for i in range(10)], 4) == Partition(10, 4)  # files: the plain cut, no starts recorded
+    assert Partition(10, 4).ranges() == [(0, 4), (4, 8), (8, 10)]
 
 
 def test_a_real_backbone_gives_the_same_bits_whatever_cuts_the_batches(real_photos, tmp_path):

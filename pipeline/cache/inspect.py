@@ -62,6 +62,8 @@ class CacheInfo:
             f"key:         {self.key}",
             f"encoder:     {self.encoder} (weights {self.weights}, grid {enc.get('grid')})",
             f"preprocess:  {json.dumps(enc.get('preprocessing', {}), sort_keys=True)}",
+            *([f"view:        {json.dumps(enc['view'], sort_keys=True)} (an augmented view; train on the clean "
+               "cache with data.views)"] if enc.get("view") else []),
             f"manifest:    {self.manifest}",
             f"features:    {self.n_images} x {self.shape[0]} x {self.shape[1]} {self.dtype}"
             + (f", pooled {self.pooled_dim}" if self.pooled_dim else ""),

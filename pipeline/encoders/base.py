@@ -7,12 +7,15 @@ L = grid cells (or patch tokens) in row-major order, which is what attention dec
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
+from PIL import Image
 from torch import nn
 
 from pipeline.encoders.preprocessing import Preprocessing
+from pipeline.augmentation import View
+from pipeline.encoders.views import ViewTransform
 from pipeline.encoders.weights import WeightsSpec
 
 
@@ -34,6 +37,12 @@ class FrozenEncoder(nn.Module):
         return self
 
     pooled_dim: int | None = None  # E, for encoders that also give one embedding per image (CLIP)
+    view: View | None = None  # set to extract an augmented view of every image instead of the clean image
+
+    def input_transform(self) -> Callable[[Image.Image], torch.Tensor] | ViewTransform:
+        """What extraction turns each decoded image into: the clean preprocessing, or the view's
+        transform, which is drawn per image (``ViewTransform.for_image``)."""
+        return self.preprocessing.transform() if self.view is None else ViewTransform(self.preprocessing, self.view)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:  # [B, 3, H, W] -> [B, L, D]
         raise NotImplementedError
@@ -55,6 +64,7 @@ class FrozenEncoder(nn.Module):
             "feature_dim": self.feature_dim,
             "pooled_dim": self.pooled_dim,
             "options": self.options,
+            **({"view": self.view.to_dict()} if self.view is not None else {}),  # clean caches keep their keys
         }
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from pipeline.cache.contents import MISSING, file_stats
 from pipeline.data.image_source import stored_name
 from pipeline.data.manifest import Manifest
+from pipeline.augmentation import Augmentation, View
 from pipeline.errors import CapcacheError
 from pipeline.extract.result import ExtractResult
 from pipeline.extract.reuse import answered, request_digest
@@ -27,29 +28,41 @@ MOST_MISSING = 0.5  # refuse when more than this share of the images is not ther
 def extract(manifest: Manifest, encoder: str, weights: str | None = None, grid: int | None = None,
             cache_dir: str | Path = "cache", batch_size: int = 32, workers: int = 2,
             device: str = "auto", dtype: str = "float16", progress: bool = True,
-            rows_per_part: int | None = None) -> ExtractResult:
+            rows_per_part: int | None = None, views: int = 0,
+            augmentation: Augmentation | None = None) -> ExtractResult:
     """Fill (or reuse) the cache of ``encoder`` over the manifest's images; resumes an interrupted one.
 
     Under ``torchrun`` (or with ``rows_per_part``) the cache is written in parts of ``rows_per_part``
     rows (default up to 10,000, at least 4 parts a process), every rank filling whole parts, and
-    rank 0 joins them into one cache file (``in_parts``).
+    rank 0 joins them into one cache file (``in_parts``). ``views`` > 0: then also the caches of
+    that many augmented views (``pipeline.encoders.views``, made with ``augmentation``), one after
+    the other, each resumable and reused like the clean one; they are the result's ``views``.
     """
     check_options(dtype, batch_size, workers, grid, device)
     if rows_per_part is not None and rows_per_part < 1:
         raise CapcacheError(f"rows per part {rows_per_part} is out of range; it must be at least 1")
+    if views < 0:
+        raise CapcacheError(f"views {views} is out of range; it must be 0 (the clean images only) or more")
     manifest.require_image_files()  # URL lists: one line saying what to do
     stats = file_stats(manifest.image_files())  # [N, 2] (size, mtime_ns) of each image file, or of the tar holding it
     check_images_exist(manifest, stats)
-    request = request_digest(manifest, encoder, weights, grid, dtype)
-    # under torchrun rank 0 alone decides (the ranks may not even share a disk), in the full check
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        reused = answered(cache_dir, manifest, encoder, request, stats)
-        if reused is not None:
-            return reused
-    from pipeline.extract.runner import run_extraction  # torch, the encoder's libraries
+    augmentation = augmentation or Augmentation()
 
-    return run_extraction(manifest, encoder, weights, grid, cache_dir, batch_size, workers, device, dtype, progress,
-                          request, stats, rows_per_part)
+    def one_cache(view: View | None) -> ExtractResult:
+        request = request_digest(manifest, encoder, weights, grid, dtype, view)
+        # under torchrun rank 0 alone decides (the ranks may not even share a disk), in the full check
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            reused = answered(cache_dir, manifest, encoder, request, stats)
+            if reused is not None:
+                return reused
+        from pipeline.extract.runner import run_extraction  # torch, the encoder's libraries
+
+        return run_extraction(manifest, encoder, weights, grid, cache_dir, batch_size, workers, device, dtype,
+                              progress, request, stats, rows_per_part, view)
+
+    result = one_cache(None)
+    result.views = [one_cache(View(k, augmentation)) for k in range(1, views + 1)]
+    return result
 
 
 def check_options(dtype: str, batch_size: int, workers: int, grid: int | None, device: str) -> None:

@@ -19,6 +19,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from pipeline.cache.contents import MISSING, read_with_digest
+from pipeline.encoders.views import ViewTransform
 
 Item = tuple[int, torch.Tensor, str, str, int, int]  # (row, image [3, S, S], error or "", digest, size, mtime_ns)
 
@@ -57,10 +58,13 @@ class ImageFiles(Dataset):
 def hashed_item(row: int, read: Callable[[], tuple[bytes, str, tuple[int, int]]], transform: Callable, crop: int,
                 stats: tuple[int, int] = (MISSING, MISSING)) -> Item:
     """The item of the image ``read()`` returns as (bytes, digest, (size, mtime_ns)); any read or
-    decoder failure is data, not a crash (``stats``: what the row's stats are when ``read`` fails)."""
+    decoder failure is data, not a crash (``stats``: what the row's stats are when ``read`` fails).
+    ``transform``: ``FrozenEncoder.input_transform()``."""
     digest = ""
     try:
         data, digest, stats = read()
+        if isinstance(transform, ViewTransform):  # an augmented view: its dice are seeded by the content
+            transform = transform.for_image(digest)
         return row, decode_image(data, transform), "", digest, *stats
     except Exception as e:
         return failed_item(row, e, crop, digest, stats)

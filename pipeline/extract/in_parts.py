@@ -25,7 +25,7 @@ from pipeline.cache.key import CacheSpec
 from pipeline.cache.parts import Part, is_joined, join_parts, part_path
 from pipeline.cache.sidecar import sidecar_path
 from pipeline.cache.writer import CacheWriter, storage_errors
-from pipeline.data.image_source import stored_name
+from pipeline.data.image_source import holding_name, stored_name
 from pipeline.data.manifest import Manifest
 from pipeline.distributed import Collective
 from pipeline.encoders.base import FrozenEncoder
@@ -66,8 +66,8 @@ def extract_in_parts(comm: Collective, manifest: Manifest, spec: CacheSpec, path
                      stats: np.ndarray, rows_per_part: int | None, progress: bool, request: str) -> ExtractResult:
     """Fill this rank's parts of the cache at ``path``, then (rank 0) join them; the job's result on every rank."""
     start_time = time.perf_counter()
-    partition = comm.broadcast(settled_partition(path, len(manifest.images), rows_per_part, comm.world)
-                               if comm.is_main else None)
+    partition = comm.broadcast(settled_partition(path, [holding_name(r) for r in manifest.images], rows_per_part,
+                                                 comm.world) if comm.is_main else None)
     ranges = partition.ranges()
     mine = partition.of_rank(comm.rank, comm.world)
     plain = path if path.is_file() and not is_joined(path) else None  # an interrupted one-process run to take over

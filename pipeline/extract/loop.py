@@ -58,7 +58,7 @@ def start_decoding(model: FrozenEncoder, sources: Sequence[ImageSource], rows: n
     done). ``inherited``: ``CacheWriter.inherited_handles()`` of a cache open in this process,
     which a forked worker must close (``close_inherited``).
     """
-    transform, crop = model.preprocessing.transform(), model.preprocessing.crop
+    transform, crop = model.input_transform(), model.preprocessing.crop
     in_shard = np.array([sources[r].in_shard for r in rows], dtype=bool)
     datasets = []
     if not in_shard.all() or not len(rows):

@@ -16,10 +16,11 @@ from pathlib import Path
 from pipeline.cache import hdf5
 from pipeline.cache.contents import MISSING, file_stats
 from pipeline.cache.parts import parts_folder
+from pipeline.data.image_source import holding_name
 from pipeline.data.manifest import Manifest
 from pipeline.extract.api import MOST_MISSING
 from pipeline.extract.encoder_facts import encoder_facts
-from pipeline.extract.partition import Partition, default_rows_per_part, recorded_partition
+from pipeline.extract.partition import cut, default_rows_per_part, recorded_partition
 from pipeline.extract.result import cache_path_for, described_cache_spec
 
 
@@ -32,7 +33,7 @@ class ExtractionPlan:
     dim: int  # D
     pooled_dim: int | None
     dtype: str
-    estimated_bytes: int  # an upper bound (``hdf5.estimated_bytes``)
+    estimated_bytes: int  # an upper bound (``hdf5.estimated_bytes``), of the clean cache and its views together
     free_bytes: int  # on the cache folder's disk now
     state: str  # "new", "complete", "incomplete" or "in parts"
     processes: int
@@ -41,6 +42,7 @@ class ExtractionPlan:
     rows_per_process: tuple[int, int]  # (fewest, most) rows a process writes
     parts_of_process: dict[int, list[int]]  # rank -> part indices (the first 8 ranks)
     encoder_remembered: bool = False  # the encoder's shape came from an earlier plan, not from building it
+    views: int = 0  # augmented views cached beside the clean features (``extract --views``), each as large
 
     def summary(self) -> str:
         fewest, most = self.rows_per_process
@@ -51,7 +53,9 @@ class ExtractionPlan:
             f"images:    {self.images}, " + _missing(self.missing_files, self.images),
             f"features:  {self.images} x {self.tokens} x {self.dim} {self.dtype}"
             + (f", pooled {self.pooled_dim}" if self.pooled_dim else ""),
-            f"size:      at most {self.estimated_bytes / 2**30:.2f} GiB; {self.free_bytes / 2**30:.1f} GiB free: {fits}",
+            f"size:      at most {self.estimated_bytes / 2**30:.2f} GiB"
+            + (f" (the clean cache and {self.views} views of the same size)" if self.views else "")
+            + f"; {self.free_bytes / 2**30:.1f} GiB free: {fits}",
             f"parts:     {self.parts} of up to {self.rows_per_part} rows (used under torchrun, or once started in parts)",
             f"processes: {self.processes}: {fewest}-{most} rows each; {ranks}"
             + (" ..." if self.processes > len(self.parts_of_process) else ""),
@@ -62,14 +66,15 @@ class ExtractionPlan:
 
 
 def plan_extraction(manifest: Manifest, encoder: str, weights: str | None, grid: int | None, cache_dir: str | Path,
-                    dtype: str, processes: int, rows_per_part: int | None) -> ExtractionPlan:
+                    dtype: str, processes: int, rows_per_part: int | None, views: int = 0) -> ExtractionPlan:
     manifest.require_image_files()
     facts, remembered = encoder_facts(encoder, weights, grid)
     stats = file_stats(manifest.image_files())  # [N, 2]
     spec = described_cache_spec(manifest, facts.description, dtype, stats)
     path = cache_path_for(cache_dir, manifest, spec)
     n = len(manifest.images)
-    partition = recorded_partition(path) or Partition(n, rows_per_part or default_rows_per_part(n, processes))
+    partition = recorded_partition(path) or cut([holding_name(r) for r in manifest.images],
+                                                rows_per_part or default_rows_per_part(n, processes))
     folder = Path(cache_dir)
     while not folder.exists():  # the disk it would be created on
         folder = folder.parent
@@ -77,12 +82,12 @@ def plan_extraction(manifest: Manifest, encoder: str, weights: str | None, grid:
     return ExtractionPlan(
         cache=str(path), images=n, missing_files=int((stats[:, 0] == MISSING).sum()), tokens=facts.tokens,
         dim=facts.dim, pooled_dim=facts.pooled_dim, dtype=dtype,
-        estimated_bytes=hdf5.estimated_bytes(n, facts.tokens, facts.dim, facts.pooled_dim, dtype,
-                                             sum(len(r.image_id) + len(r.file) for r in manifest.images)),
+        estimated_bytes=(1 + views) * hdf5.estimated_bytes(n, facts.tokens, facts.dim, facts.pooled_dim, dtype,
+                                                           sum(len(r.image_id) + len(r.file) for r in manifest.images)),
         free_bytes=shutil.disk_usage(folder).free, state=_state(path), processes=processes,
         rows_per_part=partition.rows_per_part, parts=partition.n_parts, rows_per_process=(min(rows), max(rows)),
         parts_of_process={r: partition.of_rank(r, processes) for r in range(min(processes, 8))},
-        encoder_remembered=remembered)
+        encoder_remembered=remembered, views=views)
 
 
 def _state(path: Path) -> str:

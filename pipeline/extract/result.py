@@ -30,6 +30,7 @@ class ExtractResult:
     main_process: bool = True  # False on the other ranks of a torchrun job (they print nothing)
     changed: list[str] = field(default_factory=list)  # image ids whose file changed since their row was written
     notes: list[str] = field(default_factory=list)  # anything else the user should know (other caches, leftovers)
+    views: list["ExtractResult"] = field(default_factory=list)  # the caches of the augmented views 1..K (--views K)
 
     @property
     def size_bytes(self) -> int:
@@ -40,6 +41,16 @@ class ExtractResult:
         return self.extracted / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
+        """What happened to the cache, then one line per augmented view's cache."""
+        return "\n".join([self._own_summary(), *(f"view {k}: {v._brief()}" for k, v in enumerate(self.views, 1))])
+
+    def _brief(self) -> str:
+        if self.reused:
+            return f"complete, nothing to do ({self.path.name})"
+        return (f"extracted now {self.extracted}, skipped as bad {len(self.bad)}, {self.size_bytes / 2**20:.1f} MiB, "
+                f"{self.images_per_s:.1f} images/s ({self.path.name})")
+
+    def _own_summary(self) -> str:
         if self.reused:
             return "\n".join([*self.notes, f"cache is complete and matches these settings (key {self.key}); nothing to do"])
         lines = [*self.notes]
@@ -55,7 +66,10 @@ class ExtractResult:
 
 
 def cache_path_for(cache_dir: str | Path, manifest: Manifest, spec: CacheSpec) -> Path:
-    return Path(cache_dir) / f"{spec.encoder['encoder']}-{manifest.name}-{spec.key}.h5"
+    """``<encoder>-<manifest>-<key>.h5``; an augmented view's cache says which it is: ``...-view2-<key>.h5``."""
+    view = spec.encoder.get("view")
+    return Path(cache_dir) / (f"{spec.encoder['encoder']}-{manifest.name}-" + (f"view{view['index']}-" if view else "")
+                              + f"{spec.key}.h5")
 
 
 def cache_spec(manifest: Manifest, encoder: FrozenEncoder, dtype: str, stats: np.ndarray | None = None) -> CacheSpec:

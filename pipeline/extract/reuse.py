@@ -21,14 +21,17 @@ from pipeline.cache.key import digest, names_digest
 from pipeline.cache.sidecar import read_sidecar, sidecar_path
 from pipeline.cache.state import confirmed_complete
 from pipeline.data.manifest import Manifest
+from pipeline.augmentation import View
 from pipeline.extract.result import ExtractResult, bad_images
 from pipeline.io import atomic_write_json
 from pipeline.versions import library_versions
 
 
-def request_digest(manifest: Manifest, encoder: str, weights: str | None, grid: int | None, dtype: str) -> str:
-    return digest({"encoder": encoder, "weights": weights_identity(weights), "grid": grid, "dtype": dtype,
-                   "images": names_digest(manifest), "versions": library_versions()})
+def request_digest(manifest: Manifest, encoder: str, weights: str | None, grid: int | None, dtype: str,
+                   view: View | None = None) -> str:
+    asked = {"encoder": encoder, "weights": weights_identity(weights), "grid": grid, "dtype": dtype,
+             "images": names_digest(manifest), "versions": library_versions()}
+    return digest({**asked, "view": view.to_dict()} if view is not None else asked)
 
 
 def answered(cache_dir: str | Path, manifest: Manifest, encoder: str, request: str,

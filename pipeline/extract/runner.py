@@ -31,6 +31,7 @@ from pipeline.device import resolve_device
 from pipeline.distributed import Collective
 from pipeline.encoders import build_encoder
 from pipeline.encoders.base import FrozenEncoder
+from pipeline.augmentation import View
 from pipeline.errors import CapcacheError
 from pipeline.extract.in_parts import Filling, extract_in_parts
 from pipeline.extract.inference import output_shape, prepare_encoder
@@ -48,19 +49,22 @@ def compute_of(dev: torch.device) -> dict:
 
 def run_extraction(manifest: Manifest, encoder: str, weights: str | None, grid: int | None, cache_dir: str | Path,
                    batch_size: int, workers: int, device: str, dtype: str, progress: bool, request: str,
-                   stats: np.ndarray, rows_per_part: int | None = None) -> ExtractResult:
+                   stats: np.ndarray, rows_per_part: int | None = None, view: View | None = None) -> ExtractResult:
     """The full check (build the encoder, compare cache keys), then extract whatever rows are missing.
 
     Under ``torchrun``, or when ``rows_per_part`` is given, the cache is written in parts of that
     many rows (default: ``partition.default_rows_per_part``), every rank filling whole parts, and
     rank 0 joins them into one cache file; a cache once started in parts is continued in parts, by
     any number of processes. ``request`` (``reuse.request_digest``) is recorded in the finished
-    cache's report; ``stats`` [N, 2] are the image files' (size, mtime_ns) now.
+    cache's report; ``stats`` [N, 2] are the image files' (size, mtime_ns) now; ``view``: extract
+    that augmented view of every image (its own cache) instead of the clean image.
     """
     comm = Collective.from_env()
     try:
-        return _extract(comm, manifest, build_encoder(encoder, weights, grid), cache_dir, batch_size, workers,
-                        device, dtype, progress, request, stats, rows_per_part)
+        model = build_encoder(encoder, weights, grid)
+        model.view = view
+        return _extract(comm, manifest, model, cache_dir, batch_size, workers, device, dtype, progress, request,
+                        stats, rows_per_part)
     finally:
         comm.close()
 

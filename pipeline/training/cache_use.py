@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 
 from pipeline.cache.key import CacheSpec, image_digests, images_present
 from pipeline.cache.reader import FeatureCache, fits_in_memory
+from pipeline.cache.views import view_caches
 from pipeline.data.manifest import Manifest
 from pipeline.decoders.config import DecoderConfig
 from pipeline.decoders.grid import BOX_GEOMETRY
@@ -32,6 +33,10 @@ def check_cache(cache: FeatureCache, manifest: Manifest, encoder: str, run: RunF
     (training itself needs only the cache, so images that are gone are checked by name alone), and
     come from the encoder the config was written for."""
     built_with = cache.spec.encoder["encoder"]
+    view = cache.spec.encoder.get("view")
+    if view:
+        raise CapcacheError(f"cache {cache.path.name} holds augmented view {view['index']} of the images; pass the "
+                            "clean cache as data.cache and draw the views with --set data.views=K")
     if encoder and built_with != encoder:
         raise CapcacheError(f"cache {cache.path.name} holds {built_with} features but the config expects {encoder} "
                             f"(data.encoder); extract with --encoder {encoder}, or pass --set data.encoder={built_with}")
@@ -48,6 +53,23 @@ def check_cache(cache: FeatureCache, manifest: Manifest, encoder: str, run: RunF
                                 "resume with the original cache")
 
 
+def open_views(cache: FeatureCache, views: int, in_memory: bool, progress: bool,
+               run: RunFolder, resume: bool) -> list[FeatureCache]:
+    """The caches of views 1..``views`` of the clean ``cache`` (``pipeline.cache.views``); on resume,
+    the very views the run started with."""
+    if not views:
+        return []
+    opened = [open_cache(str(p), in_memory, progress) for p in view_caches(cache.path, cache.spec, views)]
+    if resume and run.cache_info.is_file():
+        stored = [v["key"] for v in read_json(run.cache_info).get("views", [])]
+        if stored != [v.key for v in opened]:
+            raise CapcacheError(f"run {run.root} was trained on views with keys {', '.join(stored) or 'none'}, not "
+                                f"{', '.join(v.key for v in opened)}; resume with the original views")
+    if progress:
+        tqdm.write(f"views: {', '.join(v.path.name for v in opened)}")
+    return opened
+
+
 def check_token_positions(cache: FeatureCache, model: DecoderConfig) -> None:
     """``model.token_positions=boxes`` reads the last numbers of every token as a box; only a region encoder's
     tokens end in one (its ``describe()`` lists them as ``box_geometry``). The model sees numbers, not where
@@ -62,8 +84,8 @@ def check_token_positions(cache: FeatureCache, model: DecoderConfig) -> None:
                             "fasterrcnn_regions, or set model.token_positions=learned")
 
 
-def cache_record(cache: FeatureCache) -> dict:
+def cache_record(cache: FeatureCache, views: list[FeatureCache] = ()) -> dict:
     """What a run folder's cache.json keeps: enough to rebuild the model's input shape and the
-    encoder for new images, and to refuse another cache on resume."""
+    encoder for new images, and to refuse another cache (or other views) on resume."""
     return {"path": str(cache.path), "key": cache.key, "n_tokens": cache.n_tokens, "feature_dim": cache.dim,
-            "spec": cache.spec.to_dict()}
+            "spec": cache.spec.to_dict(), "views": [{"path": str(v.path), "key": v.key} for v in views]}

@@ -33,6 +33,7 @@ class DataConfig:
     group_by_image: bool = True  # a batch holds images with their captions (per-image work done once)
     in_memory: bool = True  # load the whole cache into RAM (False: stream rows from HDF5)
     workers: int = 0  # DataLoader worker processes
+    views: int = 0  # augmented views (extract --views K) drawn with the clean features, one per image and epoch
 
 
 @dataclass
@@ -95,6 +96,8 @@ class TrainConfig:
             raise CapcacheError(f"unknown scst.baseline {self.scst.baseline!r}; choose one of {', '.join(SCST_BASELINES)}")
         if self.objective == "scst" and self.scst.baseline == "mean" and self.scst.samples < 2:
             raise CapcacheError("scst.baseline=mean needs scst.samples >= 2 (the baseline is the other samples' mean)")
+        if self.data.views < 0:
+            raise CapcacheError(f"data.views={self.data.views} is out of range; 0 trains on the clean features only")
         if self.scst.samples < 1 or self.scst.temperature <= 0:
             raise CapcacheError("scst.samples must be >= 1 and scst.temperature > 0")
         return self

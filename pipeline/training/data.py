@@ -8,6 +8,8 @@ Transformer memory) once before expanding it to the captions with ``Batch.image_
 (ruotianluo's ``seq_per_img``, done inside the model rather than by copying features). With
 ``grouped=False`` every (image, caption) pair is an item of its own, shuffled independently: the
 classic flat loader, kept for comparison (benchmarks/train.py) and for losses that want it.
+With augmented views (``extract --views K``, ``data.views``) each image's features come, for a
+whole epoch, from one of the clean cache and its K views, drawn with (seed, epoch) too.
 Features stay float16 until the batch is assembled.
 """
 
@@ -44,9 +46,12 @@ class Batch:
 class CaptionGroups(Dataset):
     """Items are (features [L, D] float16, token id lists, record index) for one image and its drawn captions."""
 
-    def __init__(self, cache: FeatureCache, records: list[ImageRecord], vocab: CaptionVocabulary, max_words: int):
-        self.cache = cache
-        self.rows = cache.rows([r.image_id for r in records])  # [N] cache rows
+    def __init__(self, cache: FeatureCache, records: list[ImageRecord], vocab: CaptionVocabulary, max_words: int,
+                 views: list[FeatureCache] = ()):
+        ids = [r.image_id for r in records]
+        self.sources = [cache, *views]  # the clean features, then views 1..K
+        self.rows = np.stack([c.rows(ids) for c in self.sources])  # [1 + K, N] rows of each image in each source
+        self.source_of = np.zeros(len(records), dtype=np.int64)  # [N] the source each image is read from this epoch
         self.captions = [[vocab.encode(c, max_words) for c in r.captions] for r in records]
         self.items: list[tuple[int, list[int]]] = [(i, list(range(len(caps)))) for i, caps in enumerate(self.captions)]
 
@@ -60,6 +65,8 @@ class CaptionGroups(Dataset):
         items = groups if grouped else [(i, [j]) for i, js in groups for j in js]
         order = rng.permutation(len(items))
         self.items = [items[k] for k in order]
+        if len(self.sources) > 1:  # a stream of its own: runs without views keep the batches they always had
+            self.source_of = np.random.default_rng([seed, epoch, 1]).integers(0, len(self.sources), len(self.captions))
 
     def captions_per_item(self) -> float:
         """Mean captions an item carries this epoch (1 when flat), to size batches in captions."""
@@ -70,7 +77,8 @@ class CaptionGroups(Dataset):
 
     def __getitem__(self, k: int) -> tuple[np.ndarray, list[list[int]], int]:
         i, js = self.items[k]
-        return self.cache[int(self.rows[i])], [self.captions[i][j] for j in js], i
+        source = int(self.source_of[i])
+        return self.sources[source][int(self.rows[source, i])], [self.captions[i][j] for j in js], i
 
 
 def items_per_batch(batch_size: int, captions_per_item: float) -> int:

@@ -32,7 +32,7 @@ from pipeline.device import resolve_device
 from pipeline.distributed import Collective, in_process_group
 from pipeline.evaluation.diversity import repeated_bigram_share
 from pipeline.errors import CapcacheError
-from pipeline.training.cache_use import cache_record, check_cache, check_token_positions, open_cache
+from pipeline.training.cache_use import cache_record, check_cache, check_token_positions, open_cache, open_views
 from pipeline.runs.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from pipeline.training.config import TrainConfig
 from pipeline.training.cross_entropy import caption_loss
@@ -94,6 +94,7 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, co
     cache = open_cache(config.data.cache, config.data.in_memory, progress)
     check_cache(cache, manifest, config.data.encoder, run, resume)
     check_token_positions(cache, config.model)
+    views = open_views(cache, config.data.views, config.data.in_memory, progress, run, resume)
     start = initial_weights(config, cache) if config.init_from and not resume else None
     lm_weights = None
     if resume or start:
@@ -115,7 +116,7 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, co
     decoder = decoder.to(device)
     model = DistributedDataParallel(decoder, device_ids=[device.index] if device.type == "cuda" else None) \
         if comm.world > 1 else decoder  # what the training step calls; `decoder` is the plain module
-    train_set = CaptionGroups(cache, train_records, vocab, config.data.max_words)
+    train_set = CaptionGroups(cache, train_records, vocab, config.data.max_words, views)
     val_set = CaptionGroups(cache, val_records, vocab, config.data.max_words) if val_records else None
     batch_items = _items_per_batch(train_set, config)
     steps_per_epoch = math.ceil(len(train_set) / batch_items)
@@ -136,7 +137,7 @@ def _train(config: TrainConfig, run: RunFolder, resume: bool, progress: bool, co
         if log:
             log.truncate_after(state.step)
     elif comm.is_main:
-        run.create(config.to_dict(), cache_record(cache))
+        run.create(config.to_dict(), cache_record(cache, views))
         vocab.save(run.vocab)
         if glove and progress:
             tqdm.write(glove.summary())
