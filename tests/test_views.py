@@ -4,7 +4,10 @@ by their settings, resumable like any cache, and drawn one per image and epoch i
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -28,9 +31,10 @@ from pipeline.runs.metrics_log import read_metrics
 from pipeline.training.config import resolve_config
 from pipeline.training.data import CaptionGroups
 from pipeline.cache.inspect import cache_info
+from pipeline.cache.parts import is_joined
 from pipeline.cache.reader import FeatureCache
 
-from helpers import extract_interrupted, train_interrupted_after_first_epoch
+from helpers import REPO, extract_interrupted, train_interrupted_after_first_epoch
 
 FAST = ["epochs=2", "batch_size=16", "model.embed_dim=32", "model.hidden_dim=48", "model.attention_dim=32",
         "val_max_images=10"]
@@ -203,3 +207,16 @@ def test_the_cli_extracts_views_and_refuses_bad_settings(viewed, tmp_path):
     plan = CliRunner().invoke(app, ["extract", str(manifest), "--encoder", "tiny-cnn", "--cache-dir",
                                     str(tmp_path / "c"), "--plan", "--views", "2"])
     assert plan.exit_code == 0 and "the clean cache and 2 views of the same size" in plan.output
+
+
+def test_two_torchrun_ranks_make_the_same_views_in_parts(viewed, tmp_path):
+    manifest, _, views = viewed
+    job = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          str(REPO / "cli.py"), "extract", str(manifest), "--encoder", "tiny-cnn", "--cache-dir",
+                          str(tmp_path), "--workers", "0", "--views", "2"],
+                         cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                         timeout=300)
+    assert job.returncode == 0, job.stderr[-3000:]
+    for view in views:  # the same names and keys, and the same bits, as one process writing one file each
+        assert is_joined(tmp_path / view.name)
+        assert np.array_equal(features(tmp_path / view.name), features(view))

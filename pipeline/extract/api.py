@@ -47,21 +47,20 @@ def extract(manifest: Manifest, encoder: str, weights: str | None = None, grid: 
     stats = file_stats(manifest.image_files())  # [N, 2] (size, mtime_ns) of each image file, or of the tar holding it
     check_images_exist(manifest, stats)
     augmentation = augmentation or Augmentation()
-
-    def one_cache(view: View | None) -> ExtractResult:
-        request = request_digest(manifest, encoder, weights, grid, dtype, view)
-        # under torchrun rank 0 alone decides (the ranks may not even share a disk), in the full check
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-            reused = answered(cache_dir, manifest, encoder, request, stats)
-            if reused is not None:
-                return reused
+    wanted = [None, *(View(k, augmentation) for k in range(1, views + 1))]  # the clean cache, then each view's
+    requests = [request_digest(manifest, encoder, weights, grid, dtype, view) for view in wanted]
+    # under torchrun rank 0 alone decides (the ranks may not even share a disk), in the full check
+    one_process = int(os.environ.get("WORLD_SIZE", "1")) <= 1
+    results = [answered(cache_dir, manifest, encoder, r, stats) if one_process else None for r in requests]
+    if any(r is None for r in results):
         from pipeline.extract.runner import run_extraction  # torch, the encoder's libraries
 
-        return run_extraction(manifest, encoder, weights, grid, cache_dir, batch_size, workers, device, dtype,
-                              progress, request, stats, rows_per_part, view)
-
-    result = one_cache(None)
-    result.views = [one_cache(View(k, augmentation)) for k in range(1, views + 1)]
+        todo = [(view, request) for view, request, done in zip(wanted, requests, results) if done is None]
+        made = iter(run_extraction(manifest, encoder, weights, grid, cache_dir, batch_size, workers, device, dtype,
+                                   progress, todo, stats, rows_per_part))
+        results = [done if done is not None else next(made) for done in results]
+    result = results[0]
+    result.views = results[1:]
     return result
 
 

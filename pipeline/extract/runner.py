@@ -48,23 +48,28 @@ def compute_of(dev: torch.device) -> dict:
 
 
 def run_extraction(manifest: Manifest, encoder: str, weights: str | None, grid: int | None, cache_dir: str | Path,
-                   batch_size: int, workers: int, device: str, dtype: str, progress: bool, request: str,
-                   stats: np.ndarray, rows_per_part: int | None = None, view: View | None = None) -> ExtractResult:
+                   batch_size: int, workers: int, device: str, dtype: str, progress: bool,
+                   requests: list[tuple[View | None, str]], stats: np.ndarray,
+                   rows_per_part: int | None = None) -> list[ExtractResult]:
     """The full check (build the encoder, compare cache keys), then extract whatever rows are missing.
 
     Under ``torchrun``, or when ``rows_per_part`` is given, the cache is written in parts of that
     many rows (default: ``partition.default_rows_per_part``), every rank filling whole parts, and
     rank 0 joins them into one cache file; a cache once started in parts is continued in parts, by
-    any number of processes. ``request`` (``reuse.request_digest``) is recorded in the finished
-    cache's report; ``stats`` [N, 2] are the image files' (size, mtime_ns) now; ``view``: extract
-    that augmented view of every image (its own cache) instead of the clean image.
+    any number of processes. ``requests``: (view, request) of each cache to fill, one after the
+    other with one encoder and one process group: the clean cache (view None) and augmented views
+    (``pipeline.encoders.views``); the request (``reuse.request_digest``) is recorded in the
+    finished cache's report. ``stats`` [N, 2] are the image files' (size, mtime_ns) now.
     """
     comm = Collective.from_env()
     try:
         model = build_encoder(encoder, weights, grid)
-        model.view = view
-        return _extract(comm, manifest, model, cache_dir, batch_size, workers, device, dtype, progress, request,
-                        stats, rows_per_part)
+        results = []
+        for view, request in requests:
+            model.view = view
+            results.append(_extract(comm, manifest, model, cache_dir, batch_size, workers, device, dtype, progress,
+                                    request, stats, rows_per_part))
+        return results
     finally:
         comm.close()
 
