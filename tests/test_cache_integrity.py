@@ -276,7 +276,7 @@ def test_rows_computed_elsewhere_are_never_mixed_into_a_cache(tmp_path):
 def test_a_complete_cache_without_its_report_is_reused_without_writing(manifest, tmp_path, monkeypatch):
     first = run(manifest, tmp_path / "c")
     first.path.with_suffix(".json").unlink()
-    monkeypatch.setattr(runner, "CacheWriter", lambda *a, **k: pytest.fail("opened for writing"))
+    monkeypatch.setattr(runner, "open_writer", lambda *a, **k: pytest.fail("opened for writing"))
     assert run(manifest, tmp_path / "c").reused
 
 

@@ -20,6 +20,9 @@ from typer.testing import CliRunner
 import pipeline.training.loop as loop
 from cli import app
 from pipeline.augmentation import Augmentation, View
+from pipeline.cache.inspect import cache_info
+from pipeline.cache.parts import is_joined
+from pipeline.cache.reader import FeatureCache
 from pipeline.data.manifest import Manifest
 from pipeline.data.synthetic import SyntheticConfig, generate_dataset
 from pipeline.data.vocab import Vocabulary
@@ -30,9 +33,6 @@ from pipeline.extract import extract
 from pipeline.runs.metrics_log import read_metrics
 from pipeline.training.config import resolve_config
 from pipeline.training.data import CaptionGroups
-from pipeline.cache.inspect import cache_info
-from pipeline.cache.parts import is_joined
-from pipeline.cache.reader import FeatureCache
 
 from helpers import REPO, extract_interrupted, train_interrupted_after_first_epoch
 

@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from pipeline.encoders.preprocessing import Preprocessing
 from pipeline.augmentation import View
+from pipeline.encoders.preprocessing import Preprocessing
 from pipeline.encoders.views import ViewTransform
 from pipeline.encoders.weights import WeightsSpec
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.augmentation import Augmentation, View
 from pipeline.cache.contents import MISSING, file_stats
 from pipeline.data.image_source import stored_name
 from pipeline.data.manifest import Manifest
-from pipeline.augmentation import Augmentation, View
 from pipeline.errors import CapcacheError
 from pipeline.extract.result import ExtractResult
 from pipeline.extract.reuse import answered, request_digest

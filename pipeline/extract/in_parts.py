@@ -10,7 +10,6 @@ number of processes or none, resumes every part and joins again.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +23,13 @@ from pipeline.cache.lock import WriteLock
 from pipeline.cache.key import CacheSpec
 from pipeline.cache.parts import Part, is_joined, join_parts, part_path
 from pipeline.cache.sidecar import sidecar_path
-from pipeline.cache.writer import CacheWriter, storage_errors
+from pipeline.cache.writer import storage_errors
 from pipeline.data.image_source import holding_name, stored_name
 from pipeline.data.manifest import Manifest
 from pipeline.distributed import Collective
 from pipeline.encoders.base import FrozenEncoder
 from pipeline.errors import CapcacheError
-from pipeline.extract.loop import fill, rows_to_do, start_decoding
+from pipeline.extract.loop import fill_to_end, open_writer, rows_to_do, start_decoding
 from pipeline.extract.partition import settled_partition
 from pipeline.extract.result import ExtractResult, bad_images, cache_spec, sidecar_report
 from pipeline.io import atomic_write_json
@@ -98,9 +97,8 @@ def _fill_part(manifest: Manifest, start: int, stop: int, path: Path, stats: np.
     part_manifest = Manifest(f"{manifest.name}[{start}:{stop}]", manifest.image_root, records)
     spec = cache_spec(part_manifest, filling.model, filling.dtype, stats[start:stop])
     sources = [manifest.image_source(r) for r in records]
-    writer = CacheWriter(part_path(path, start, spec.key), spec, [r.image_id for r in records], filling.n_tokens,
-                         filling.dim, filling.model.pooled_dim, files=[stored_name(r) for r in records],
-                         image_root=os.path.abspath(manifest.image_root), compute=filling.compute)
+    writer = open_writer(part_path(path, start, spec.key), spec, records, manifest.image_root, filling.n_tokens,
+                         filling.dim, filling.model.pooled_dim, filling.compute)
     try:
         if plain is not None and len(writer.rows_to_do()):
             writer.copy_slice_from(plain, start)
@@ -108,15 +106,12 @@ def _fill_part(manifest: Manifest, start: int, stop: int, path: Path, stats: np.
         bar.update(stop - start - len(todo))
         batches = start_decoding(filling.model, sources, todo, filling.batch_size, filling.workers, filling.dev,
                                  writer.inherited_handles())
-        bad = fill(writer, filling.model, batches, filling.batch_size, filling.dev, bar)
-        status = writer.status_array()
-        complete = not (status == hdf5.PENDING).any()
-        if complete:
-            writer.record_image_set(spec.image_set)
+        bad, status = fill_to_end(writer, filling.model, batches, filling.batch_size, filling.dev, bar)
     finally:
         writer.close()
     return PartOutcome(start, stop, spec.key, int(len(todo) - len(bad)), {start + r: e for r, e in bad.items()},
-                       [start + int(r) for r in changed], complete, int((status == hdf5.DONE).sum()))
+                       [start + int(r) for r in changed], not (status == hdf5.PENDING).any(),
+                       int((status == hdf5.DONE).sum()))
 
 
 def _joined(manifest: Manifest, spec: CacheSpec, path: Path, outcomes: list[PartOutcome], seconds: float,

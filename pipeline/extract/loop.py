@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -17,9 +19,12 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from pipeline.cache import hdf5
 from pipeline.cache.contents import changed_content, moved_rows
+from pipeline.cache.key import CacheSpec
 from pipeline.cache.writer import CacheWriter, close_inherited
-from pipeline.data.image_source import ImageSource
+from pipeline.data.image_source import ImageSource, stored_name
+from pipeline.data.manifest import ImageRecord
 from pipeline.encoders.base import FrozenEncoder
 from pipeline.extract.background import BackgroundWriter
 from pipeline.extract.images import HashedImageFiles
@@ -94,6 +99,25 @@ def fill(writer: CacheWriter, model: FrozenEncoder, batches: Iterator[tuple], ba
     finally:
         background.close()
     return bad
+
+
+def open_writer(path: Path, spec: CacheSpec, records: Sequence[ImageRecord], image_root: str, n_tokens: int,
+                dim: int, pooled_dim: int | None, compute: dict) -> CacheWriter:
+    """The resumable writer of a cache file (a whole cache, or one part) over ``records``' images."""
+    return CacheWriter(path, spec, [r.image_id for r in records], n_tokens, dim, pooled_dim,
+                       files=[stored_name(r) for r in records], image_root=os.path.abspath(image_root),
+                       compute=compute)
+
+
+def fill_to_end(writer: CacheWriter, model: FrozenEncoder, batches: Iterator[tuple], batch_size: int,
+                dev: torch.device, bar: tqdm) -> tuple[dict[int, str], np.ndarray]:
+    """``fill``, then, when no row is left pending, record the image set the file now holds;
+    ({bad row: error}, the rows' status [N])."""
+    bad = fill(writer, model, batches, batch_size, dev, bar)
+    status = writer.status_array()
+    if not (status == hdf5.PENDING).any():
+        writer.record_image_set(writer.spec.image_set)
+    return bad, status
 
 
 def _in_row_order(batch: tuple) -> tuple:

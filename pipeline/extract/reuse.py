@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.augmentation import View
 from pipeline.cache.key import digest, names_digest
 from pipeline.cache.sidecar import read_sidecar, sidecar_path
 from pipeline.cache.state import confirmed_complete
 from pipeline.data.manifest import Manifest
-from pipeline.augmentation import View
 from pipeline.extract.result import ExtractResult, bad_images
 from pipeline.io import atomic_write_json
 from pipeline.versions import library_versions

@@ -11,7 +11,6 @@ one rank per part, and joined (``in_parts``).
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -19,23 +18,22 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from pipeline.augmentation import View
 from pipeline.cache import hdf5
 from pipeline.cache.key import CacheSpec
 from pipeline.cache.parts import is_joined, parts_folder
 from pipeline.cache.sidecar import sidecar_path
 from pipeline.cache.state import confirmed_complete
-from pipeline.cache.writer import CacheWriter, storage_errors
-from pipeline.data.image_source import stored_name
+from pipeline.cache.writer import storage_errors
 from pipeline.data.manifest import Manifest
 from pipeline.device import resolve_device
 from pipeline.distributed import Collective
 from pipeline.encoders import build_encoder
 from pipeline.encoders.base import FrozenEncoder
-from pipeline.augmentation import View
 from pipeline.errors import CapcacheError
 from pipeline.extract.in_parts import Filling, extract_in_parts
 from pipeline.extract.inference import output_shape, prepare_encoder
-from pipeline.extract.loop import fill, rows_to_do, start_decoding
+from pipeline.extract.loop import fill_to_end, open_writer, rows_to_do, start_decoding
 from pipeline.extract.result import ExtractResult, bad_images, cache_path_for, cache_spec, sidecar_report
 from pipeline.extract.reuse import record_request, reused_result
 from pipeline.extract.siblings import extend_from_siblings, siblings
@@ -117,9 +115,7 @@ def _extract_one_file(manifest: Manifest, spec: CacheSpec, path: Path, model: Fr
     expected = _expected_rows(path, spec) if not found else None  # siblings may fill some rows
     early = start_decoding(model, sources, expected, batch_size, workers, dev) if expected is not None else None
     n_tokens, dim = output_shape(model, dev)
-    writer = CacheWriter(path, spec, ids, n_tokens, dim, model.pooled_dim,
-                         files=[stored_name(r) for r in manifest.images],
-                         image_root=os.path.abspath(manifest.image_root), compute=compute)
+    writer = open_writer(path, spec, manifest.images, manifest.image_root, n_tokens, dim, model.pooled_dim, compute)
     try:
         notes = [extend_from_siblings(writer, found, created)]
         todo, changed = rows_to_do(writer, sources, stats, compute)
@@ -134,10 +130,7 @@ def _extract_one_file(manifest: Manifest, spec: CacheSpec, path: Path, model: Fr
         else:
             batches = early
         with tqdm(total=len(todo), desc="extract", unit="img", disable=not progress) as bar:
-            bad_rows = fill(writer, model, batches, batch_size, dev, bar)
-        status = writer.status_array()
-        if not (status == hdf5.PENDING).any():
-            writer.record_image_set(spec.image_set)
+            bad_rows, status = fill_to_end(writer, model, batches, batch_size, dev, bar)
     finally:
         writer.close()
     bad = bad_images(manifest, bad_rows)
