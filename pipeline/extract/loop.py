@@ -16,7 +16,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 from tqdm.auto import tqdm
 
 from pipeline.cache import hdf5
@@ -72,8 +72,15 @@ def start_decoding(model: FrozenEncoder, sources: Sequence[ImageSource], rows: n
         datasets.append(ShardImages(sources, rows[in_shard], transform, crop))
     closing = functools.partial(close_inherited, inherited) if workers and inherited else None
     loaders = [DataLoader(d, batch_size=batch_size, num_workers=workers, pin_memory=dev.type == "cuda",
-                          worker_init_fn=closing) for d in datasets]
+                          worker_init_fn=closing, collate_fn=_channels_last_batch) for d in datasets]
     return itertools.chain(iter(loaders[0]), *loaders[1:])  # the first one's workers start now
+
+
+def _channels_last_batch(items: list[tuple]) -> tuple:
+    """The batch, its images [B, 3, S, S] laid out channels_last as the encoder runs them: the layout
+    copy is made in the decoding worker rather than on the encoder's critical path."""
+    rows, images, *rest = default_collate(items)
+    return rows, images.contiguous(memory_format=torch.channels_last), *rest
 
 
 def fill(writer: CacheWriter, model: FrozenEncoder, batches: Iterator[tuple], batch_size: int, dev: torch.device,
@@ -144,6 +151,7 @@ def _encode(model: FrozenEncoder, batch: tuple, dev: torch.device, dtype: np.dty
     good_digests = [d for d, good in zip(digests, ok) if good]
     if not ok.any():
         return rows[:0], np.empty(0), None, [], stats[:0], failed, bad_stats
-    tokens, pooled = encode_images(model, images[torch.from_numpy(ok)], dev, batch_size)  # [b, L, D], [b, E] or None
+    good = images if ok.all() else images[torch.from_numpy(ok)]  # [b, 3, S, S]; the mask would copy every batch
+    tokens, pooled = encode_images(model, good, dev, batch_size)  # [b, L, D], [b, E] or None
     pooled = pooled.float().cpu().numpy().astype(dtype) if pooled is not None else None
     return rows[ok], tokens.float().cpu().numpy().astype(dtype), pooled, good_digests, stats[ok], failed, bad_stats
