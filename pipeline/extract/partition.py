@@ -13,6 +13,7 @@ every ``rows_per_part`` rows.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -43,10 +44,8 @@ class Partition:
 
     def ranges(self) -> list[tuple[int, int]]:
         """[(start, stop)] of every part, in row order."""
-        starts = self.starts if self.starts is not None else range(0, self.n_rows, self.rows_per_part)
-        stops = [*starts[1:], self.n_rows] if self.starts is not None else \
-            [min(start + self.rows_per_part, self.n_rows) for start in starts]
-        return list(zip(starts, stops))
+        starts = list(self.starts if self.starts is not None else range(0, self.n_rows, self.rows_per_part))
+        return list(zip(starts, [*starts[1:], self.n_rows]))
 
     def of_rank(self, rank: int, world: int) -> list[int]:
         """Indices of the parts rank ``rank`` of ``world`` writes."""
@@ -64,28 +63,18 @@ def default_rows_per_part(n_rows: int, world: int) -> int:
 def cut(holders: Sequence[str], rows_per_part: int) -> Partition:
     """Parts of up to ``rows_per_part`` rows that never split the rows of one file: ``holders`` [N]
     names the file holding each row's image (``holding_name``), an img2dataset tar for many rows."""
-    starts, size = [], 0
-    for row, holder in enumerate(holders):
-        if row and holder == holders[row - 1]:
-            size += 1  # the same tar: never cut here
-            continue
-        run = 1 + _same_ahead(holders, row)  # the rows of this file, from here
+    starts, size, row = [], 0, 0
+    for _, same_file in itertools.groupby(holders):  # a tar's rows in a row are never cut apart
+        run = sum(1 for _ in same_file)
         if not starts or size + run > rows_per_part:
             starts.append(row)
             size = 0
-        size += 1
+        size += run
+        row += run
     fixed = Partition(len(holders), rows_per_part)
     if [start for start, _ in fixed.ranges()] == starts:
         return fixed  # a folder of files: the plain cut
     return Partition(len(holders), rows_per_part, tuple(starts))
-
-
-def _same_ahead(holders: Sequence[str], row: int) -> int:
-    """How many rows after ``row`` have its holder, in a row."""
-    n = row + 1
-    while n < len(holders) and holders[n] == holders[row]:
-        n += 1
-    return n - row - 1
 
 
 def settled_partition(cache: Path, holders: Sequence[str], rows_per_part: int | None, world: int) -> Partition:
