@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -123,6 +124,28 @@ def test_every_decoder_takes_an_scst_step(name):
     grads = [p.grad for p in decoder.parameters() if p.requires_grad]
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
     assert {"batch_reward", "baseline", "entropy", "sample_length", "samples_cut"} <= set(step.record)
+
+
+def test_scoring_with_dropout_changes_the_log_probabilities_not_the_samples():
+    """``scst.dropout`` scores the eval-mode samples with the decoder's dropout on: the samples and
+    their rewards are the on-policy step's, the loss is not. A decoder in eval mode has no dropout
+    to turn on, so there the flag changes nothing."""
+    torch.manual_seed(0)
+    decoder = build("att_lstm", dataclasses.replace(SMALL, dropout=0.5), D, L, V)
+    batch, rewards = _batch(), _rewards_for([5, 6, 7])
+
+    def step(training: bool, dropout: bool):
+        config = resolve_config(None, None, ["max_decode_len=6", f"scst.dropout={dropout}"])
+        torch.manual_seed(3)
+        result = scst_loss(decoder.train(training), batch, rewards, config, Collective(), CPU)
+        assert decoder.training == training
+        return result
+
+    on_policy, with_dropout = step(True, False), step(True, True)
+    assert on_policy.record["batch_reward"] == with_dropout.record["batch_reward"]
+    assert on_policy.record["sample_length"] == with_dropout.record["sample_length"]
+    assert not torch.isclose(on_policy.loss, with_dropout.loss)
+    assert torch.equal(step(False, False).loss, step(False, True).loss)
 
 
 def test_banned_tokens_get_no_gradient_so_their_probability_cannot_grow():

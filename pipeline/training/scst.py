@@ -9,7 +9,10 @@ train references) and raises the log-probability of the samples that beat a base
 The baseline is the mean reward of the image's other samples ("new self-critical", Luo 2020) or
 the reward of its greedy caption (Rennie et al.). Sampling and the log-probabilities both run
 with the decoder in eval mode, so the policy being improved is exactly the one that decodes at
-test time (on-policy; no dropout mask differs between drawing a sample and scoring it). The
+test time (on-policy; no dropout mask differs between drawing a sample and scoring it).
+``scst.dropout`` scores the samples with the decoder's dropout on instead, as ruotianluo's
+self-critical.pytorch trains (it samples in train mode): the gradient then belongs to the
+dropout-perturbed policy, a regulariser where the train references are few. The
 log-probabilities come from one teacher-forced forward over the samples, so the step runs
 through DDP like a cross-entropy step and every registered decoder works unchanged.
 """
@@ -124,16 +127,18 @@ def scst_loss(model, batch: Batch, rewards: CiderReward, config: TrainConfig, co
     was_training = decoder.training
     decoder.eval()
     try:
-        return _scst_loss(model, decoder, batch, rewards, config, comm, device)
+        return _scst_loss(model, decoder, batch, rewards, config, comm, device, was_training)
     finally:
         decoder.train(was_training)
 
 
-def _scst_loss(model, decoder, batch: Batch, rewards: CiderReward, config: TrainConfig, comm, device) -> ScstStep:
+def _scst_loss(model, decoder, batch: Batch, rewards: CiderReward, config: TrainConfig, comm, device,
+               was_training: bool) -> ScstStep:
     cfg = config.scst
     samples = sample_captions(decoder, batch.features, cfg.samples, config.max_decode_len, cfg.temperature,
                               SAMPLE_MIN_LEN)
     reward, baseline = _reward_and_baseline(decoder, batch, samples, rewards, config, device)  # [K*N] each
+    decoder.train(was_training and cfg.dropout)
     chosen, entropy, mask = _sample_log_probs(model, batch, samples, cfg.temperature, device)
     objective = -((reward - baseline).unsqueeze(1) * chosen).sum() - cfg.entropy * entropy
     count = int(mask.sum())
