@@ -16,6 +16,7 @@ def test_kaggle_notebook_runs_on_the_demo_set_and_resumes(tmp_path):
     params = {"DATASET": "demo", "WORK": str(tmp_path / "work"), "INSTALL": False,
               "RESNET": "tiny-cnn", "RESNET_WEIGHTS": "random", "CLIP": "tiny-cnn", "CLIP_WEIGHTS": "random:1",
               "EPOCHS": 1, "BEAM": 3, "DEVICE": "cpu", "WORKERS": 0, "DEMO_IMAGES": 50, "SHOW_IMAGES": 2}
+    assert set(params) <= set(papermill.inspect_notebook(str(NOTEBOOK)))  # each one a line papermill can read
     papermill.execute_notebook(str(NOTEBOOK), str(tmp_path / "out.ipynb"), parameters=params, cwd=str(REPO),
                                kernel_name="python3", progress_bar=False)
     work = tmp_path / "work"

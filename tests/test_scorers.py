@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from subprocess import Popen
@@ -195,7 +196,9 @@ def test_approximate_ptb_matches_ptb(sample):
 
 
 def _sabotaged_meteor(sabotage: Callable[[Popen], None]) -> tuple[type[Meteor], list[Meteor]]:
-    """A Meteor class whose JVM is sabotaged right after it starts, and the instances it made."""
+    """A Meteor class whose JVM is sabotaged right after it starts, and the instances it made
+    (the JVM an earlier test left running is stopped first, so the next call starts one of these)."""
+    meteor_module.close_meteor()
     started: list[Meteor] = []
 
     class SabotagedMeteor(Meteor):
@@ -205,6 +208,24 @@ def _sabotaged_meteor(sabotage: Callable[[Popen], None]) -> tuple[type[Meteor], 
             started.append(self)
 
     return SabotagedMeteor, started
+
+
+@needs_java
+def test_one_jvm_serves_a_burst_of_calls_and_a_dead_or_idle_one_is_replaced(monkeypatch):
+    counting, started = _sabotaged_meteor(lambda process: None)
+    monkeypatch.setattr(meteor_module, "Meteor", counting)
+    gts, res = {"a": ["a dog runs on the grass", "a brown dog"]}, {"a": ["a dog runs"]}
+    first = meteor_module.meteor_score(gts, res)
+    assert first[0] > 0 and meteor_module.meteor_score(gts, res) == first and len(started) == 1
+    started[0].meteor_p.kill()  # a JVM that died between calls
+    started[0].meteor_p.wait()
+    assert meteor_module.meteor_score(gts, res) == first and len(started) == 2
+    monkeypatch.setattr(meteor_module, "IDLE_S", 0.2)
+    meteor_module.meteor_score(gts, res)
+    deadline = time.monotonic() + 10
+    while started[1].meteor_p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started[1].meteor_p.returncode is not None and len(started) == 2  # stopped once idle
 
 
 @needs_java
