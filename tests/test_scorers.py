@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -220,6 +221,10 @@ def test_one_jvm_serves_a_burst_of_calls_and_a_dead_or_idle_one_is_replaced(monk
     started[0].meteor_p.kill()  # a JVM that died between calls
     started[0].meteor_p.wait()
     assert meteor_module.meteor_score(gts, res) == first and len(started) == 2
+    stale = threading.Thread(target=meteor_module._close_when_still_idle)  # a timer that fired before that call
+    stale.start()
+    stale.join()
+    assert started[1].meteor_p.poll() is None  # the JVM the call just used is kept
     monkeypatch.setattr(meteor_module, "IDLE_S", 0.2)
     meteor_module.meteor_score(gts, res)
     deadline = time.monotonic() + 10

@@ -105,9 +105,19 @@ def _close_server() -> None:
 def _start_idle_timer() -> None:
     global _idle_timer
     if _server is not None:
-        _idle_timer = threading.Timer(IDLE_S, close_meteor)
+        _idle_timer = threading.Timer(IDLE_S, _close_when_still_idle)
         _idle_timer.daemon = True
         _idle_timer.start()
+
+
+def _close_when_still_idle() -> None:
+    """The idle timer's action. A timer that fired while a call held the lock is stale by the time
+    it gets the lock (the call started a new one): it must not stop the JVM that call just used."""
+    global _idle_timer
+    with _lock:
+        if _idle_timer is threading.current_thread():
+            _idle_timer = None
+            _close_server()
 
 
 def _cancel_idle_timer() -> None:

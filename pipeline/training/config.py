@@ -57,7 +57,7 @@ class ScstConfig:
     temperature: float = 1.0  # sampling temperature
     entropy: float = 0.0  # weight of an entropy bonus per token (keeps sampling from collapsing early)
     end_token: bool = True  # <end> counts as a word in the reward, so captions that stop mid-phrase score lower
-    dropout: bool = False  # score the samples with dropout on (ruotianluo's self-critical.pytorch): regularises, off-policy
+    dropout: bool = False  # score the samples with dropout on (ruotianluo's self-critical.pytorch); measured worse, docs/scst.md
 
 
 @dataclass
