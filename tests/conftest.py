@@ -9,6 +9,13 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before any open_clip import, or it waits 45 s on the hub
 
+# Under pytest-xdist (`-n auto`) every worker gets its share of the cores, set before torch is
+# imported so the processes a test starts inherit it: 2 workers each running 2 OpenMP threads on
+# 2 cores stall at every parallel region's barrier waiting for a preempted thread.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
 REPO = Path(__file__).resolve().parents[1]
 
 
