@@ -21,6 +21,7 @@ from pipeline.encoders.registry import rebuild_encoder
 from pipeline.errors import CapcacheError
 from pipeline.extract.images import ImageFiles
 from pipeline.extract.inference import encode_images, prepare_encoder
+from pipeline.frozen_heap import freeze_inherited_heap
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -54,7 +55,8 @@ class FileEncoder:
         """-> per batch: (indices into ``files`` of the readable images, their features [b, L, D] float32
         as the cache would hand them out, {path: why} of the unreadable ones)."""
         images = ImageFiles(files, np.arange(len(files)), self.preprocessing.transform(), self.preprocessing.crop)
-        loader = DataLoader(images, batch_size=batch_size, num_workers=workers, pin_memory=self.device.type == "cuda")
+        loader = DataLoader(images, batch_size=batch_size, num_workers=workers, pin_memory=self.device.type == "cuda",
+                            worker_init_fn=freeze_inherited_heap)
         for rows, batch, errors in tqdm(loader, desc=desc, unit="batch", disable=not progress):
             ok = torch.tensor([e == "" for e in errors])
             skipped = {str(files[r]): e for r, e in zip(rows.tolist(), errors) if e}
