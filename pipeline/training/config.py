@@ -202,7 +202,7 @@ PRESETS["demo-prefix-lm"] = merge(PRESETS["demo"], {
 # fine-tunes at a small constant rate (Rennie et al. 2017: 5e-5; 1e-4 measured on Flickr8k val,
 # docs/scst.md); an epoch visits each train image once, with ``scst.samples`` samples, so
 # ``batch_size`` sampled captions are batch_size / samples images.
-SCST_FINETUNE = {"objective": "scst", "epochs": 8, "early_stop": 0, "data": {"captions_per_image": 1},
+SCST_FINETUNE = {"objective": "scst", "epochs": 10, "early_stop": 0, "data": {"captions_per_image": 1},
                  "optim": {"lr": 1e-4, "schedule": "none", "warmup_steps": 0, "label_smoothing": 0.0}}
 
 
