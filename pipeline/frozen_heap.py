@@ -7,8 +7,10 @@ waits (2 cores, resnet50). A forked DataLoader worker inherits that heap and wal
 its first full collection (0.2 s of CPU per worker, in the seconds the encoder runs its first
 batches), writing the collector's bookkeeping into every page it walks and so copying them from
 the parent. ``gc.freeze()`` moves the existing objects into a permanent generation the collector
-never visits; what is allocated afterwards is still collected. The Python docs recommend it for
-forked children; in a spawned worker (macOS, Windows) it is harmless.
+never visits; what is allocated afterwards is still collected. Extraction runs within
+``frozen_heap``, so the workers it forks inherit the frozen heap; a loader forked from a process
+that is not frozen (captioning new files) freezes in each worker (``freeze_inherited_heap``), as
+the Python docs recommend for forked children. In a spawned worker (macOS, Windows) it is harmless.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import gc
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+import pipeline.extract.images as extract_images
 import pipeline.extract.loop as extract_loop
 from pipeline.data.manifest import Manifest
 from pipeline.extract import extract
@@ -57,16 +58,25 @@ def test_a_worker_freezes_what_it_inherited():
     assert torch.cat(list(DataLoader(FreezeCounts(), num_workers=1))).eq(0).all()  # the parent's heap is not frozen
 
 
-def test_extraction_encodes_with_the_heap_frozen_and_thaws_it_after(tiny_set, tmp_path, monkeypatch):
+def test_extraction_encodes_and_decodes_with_the_heap_frozen_and_thaws_it_after(tiny_set, tmp_path, monkeypatch):
     manifest, _ = tiny_set
     seen = []
-    encode = extract_loop._encode
+    encode, decode = extract_loop._encode, extract_images.decode_image
+    in_workers = tmp_path / "worker_freeze_counts.txt"
 
-    def counting(*args, **kwargs):
+    def counting_encode(*args, **kwargs):
         seen.append(gc.get_freeze_count())
         return encode(*args, **kwargs)
 
-    monkeypatch.setattr(extract_loop, "_encode", counting)
-    extract(Manifest.load(manifest), "tiny-cnn", cache_dir=tmp_path, workers=1, progress=False)
+    def counting_decode(*args, **kwargs):  # runs in the forked decoding worker
+        with in_workers.open("a") as f:
+            f.write(f"{gc.get_freeze_count()}\n")
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(extract_loop, "_encode", counting_encode)
+    monkeypatch.setattr(extract_images, "decode_image", counting_decode)
+    extract(Manifest.load(manifest), "tiny-cnn", cache_dir=tmp_path / "cache", workers=1, progress=False)
     assert seen and min(seen) > 1000
+    worker_counts = [int(n) for n in in_workers.read_text().split()]
+    assert worker_counts and min(worker_counts) > 1000  # forked within the frozen block
     assert gc.get_freeze_count() == 0

@@ -30,7 +30,6 @@ from pipeline.extract.background import BackgroundWriter
 from pipeline.extract.images import HashedImageFiles
 from pipeline.extract.inference import encode_images
 from pipeline.extract.shard_images import ShardImages
-from pipeline.frozen_heap import freeze_inherited_heap
 
 
 def rows_to_do(writer: CacheWriter, sources: Sequence[ImageSource], stats: np.ndarray,
@@ -71,15 +70,10 @@ def start_decoding(model: FrozenEncoder, sources: Sequence[ImageSource], rows: n
         datasets.append(HashedImageFiles([s.file for s in sources], rows[~in_shard], transform, crop))
     if in_shard.any():
         datasets.append(ShardImages(sources, rows[in_shard], transform, crop))
-    start = functools.partial(_start_worker, inherited)
+    closing = functools.partial(close_inherited, inherited) if workers and inherited else None
     loaders = [DataLoader(d, batch_size=batch_size, num_workers=workers, pin_memory=dev.type == "cuda",
-                          worker_init_fn=start, collate_fn=_channels_last_batch) for d in datasets]
+                          worker_init_fn=closing, collate_fn=_channels_last_batch) for d in datasets]
     return itertools.chain(iter(loaders[0]), *loaders[1:])  # the first one's workers start now
-
-
-def _start_worker(inherited: tuple[tuple[int, int, int], ...], worker_id: int) -> None:
-    freeze_inherited_heap(worker_id)
-    close_inherited(inherited, worker_id)
 
 
 def _channels_last_batch(items: list[tuple]) -> tuple:
@@ -102,8 +96,7 @@ def fill(writer: CacheWriter, model: FrozenEncoder, batches: Iterator[tuple], ba
     background = BackgroundWriter(writer.write)
     try:
         for batch in batches:  # (rows [B], images [B, 3, S, S], errors, digests, sizes [B], mtimes [B])
-            done, feats, pooled, digests, stats, errors, bad_stats = _encode(model, _in_row_order(batch), dev, dtype,
-                                                                             batch_size)
+            done, feats, pooled, digests, stats, errors, bad_stats = _encode(model, _in_row_order(batch), dev, dtype, batch_size)
             if errors:
                 bad.update(errors)
                 writer.mark_bad(np.array(sorted(errors)), bad_stats)

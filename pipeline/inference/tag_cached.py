@@ -16,7 +16,6 @@ from pipeline.evaluation.tagging.indicators import best_threshold, threshold, to
 from pipeline.evaluation.tagging.metrics import TaggingScores, tagging_scores
 from pipeline.heads.tagger import Tagger
 from pipeline.inference.labelled_images import LabelledImages, collate_tags
-from pipeline.frozen_heap import freeze_inherited_heap
 
 
 @dataclass
@@ -41,8 +40,7 @@ def predict(tagger: Tagger, images: LabelledImages, device: torch.device, batch_
     tagger.eval()
     images.in_order()
     probs, counts = [], []
-    for batch in DataLoader(images, batch_size=batch_size, collate_fn=collate_tags, num_workers=workers,
-                            worker_init_fn=freeze_inherited_heap):
+    for batch in DataLoader(images, batch_size=batch_size, collate_fn=collate_tags, num_workers=workers):
         batch = batch.to(device)
         out = tagger(batch.features, batch.tags if tagger.tags is not None else None)
         logits = out.combined if use_combined and out.combined is not None else out.visual  # [B, C]

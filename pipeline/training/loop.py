@@ -46,7 +46,6 @@ from pipeline.runs.folder import RunFolder, load_or_check_config
 from pipeline.training.schedules import Schedule, build_optimizer
 from pipeline.training.sharding import ShardedBatches
 from pipeline.training.vocabulary import new_run_vocabulary
-from pipeline.frozen_heap import freeze_inherited_heap
 
 
 @dataclass
@@ -221,7 +220,7 @@ def _train_epoch(model, step_loss: StepLoss, train_set, batch_items: int, optimi
     # a generator of its own: the loader's worker seed would otherwise be drawn from the global RNG,
     # which a run resumed mid-epoch restores to where it was after that draw
     loader = DataLoader(train_set, batch_sampler=batches, collate_fn=collate, num_workers=config.data.workers,
-                        worker_init_fn=freeze_inherited_heap, pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(config.seed))
+                        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(config.seed))
     total, count = state.epoch_loss, state.batch_in_epoch
     saved = f"step {state.step}" if count else f"epoch {state.epoch}"  # what checkpoints/last.pt holds
     clock = time.perf_counter()
@@ -263,7 +262,7 @@ def _validation_loss(decoder, val_set: CaptionGroups, config: TrainConfig, devic
     decoder.eval()
     val_set.set_epoch(0, config.seed, 0)  # every caption, fixed order, grouped by image
     loader = DataLoader(val_set, batch_size=items_per_batch(config.batch_size, val_set.captions_per_item()), collate_fn=collate,
-                        num_workers=config.data.workers, worker_init_fn=freeze_inherited_heap)
+                        num_workers=config.data.workers)
     total, tokens_seen = 0.0, 0
     for batch in loader:
         terms = caption_loss(decoder, batch.to(device), 1.0, 0.0)

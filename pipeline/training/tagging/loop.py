@@ -40,7 +40,6 @@ from pipeline.training.tagging.config import TaggingConfig
 from pipeline.inference.labelled_images import LabelledImages, collate_tags, labelled
 from pipeline.inference.tag_cached import headline_scores, predict
 from pipeline.training.tagging.stages import build_stage_optimizer, freeze_all_but, loss_sums, stage_plan, trained_by
-from pipeline.frozen_heap import freeze_inherited_heap
 
 
 @dataclass
@@ -175,7 +174,7 @@ def _train_epoch(model, tagger: Tagger, train_set: LabelledImages, components: l
         module.train(name in components)
     batches = ShardedBatches(len(train_set), config.batch_size, comm.rank, comm.world)
     loader = DataLoader(train_set, batch_sampler=batches, collate_fn=collate_tags, num_workers=config.data.workers,
-                        worker_init_fn=freeze_inherited_heap, generator=torch.Generator().manual_seed(config.seed))
+                        generator=torch.Generator().manual_seed(config.seed))
     total, count = 0.0, 0
     bar = tqdm(loader, desc=f"stage {state.stage + 1} epoch {state.epoch + 1}/{config.epochs}", unit="batch",
                disable=not progress, leave=False, total=steps_per_epoch)
@@ -214,8 +213,7 @@ def _validate(tagger: Tagger, val_set: LabelledImages, plan: list[list[str]], st
     tagger.eval()
     val_set.in_order()
     total = 0.0
-    for batch in DataLoader(val_set, batch_size=256, collate_fn=collate_tags, num_workers=config.data.workers,
-                            worker_init_fn=freeze_inherited_heap):
+    for batch in DataLoader(val_set, batch_size=256, collate_fn=collate_tags, num_workers=config.data.workers):
         batch = batch.to(device)
         out = tagger(batch.features, batch.tags if tagger.tags is not None else None)
         total += sum(v.item() for v in loss_sums(tagger, out, batch, components).values())
