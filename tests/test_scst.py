@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from pipeline.data.vocab import END_ID, PAD_ID, START_ID, UNK_ID, Vocabulary
 from pipeline.decoders import available_decoders
 from pipeline.decoders.config import DecoderConfig
 from pipeline.decoding import greedy_search
-from pipeline.decoding.sampling import sample_captions
+from pipeline.decoding.sampling import draw, sample_captions
 from pipeline.distributed import Collective
 from pipeline.errors import CapcacheError
 from pipeline.evaluation.compare import compare_runs, format_comparison
@@ -70,6 +71,38 @@ def test_sampling_is_seeded_and_at_low_temperature_is_greedy():
     assert torch.equal(*draws)
     cold = sample_captions(decoder, features, per_image=1, max_len=8, temperature=1e-4).captions()
     assert cold == greedy_search(decoder, features, max_len=8)[0]
+
+
+def test_draw_follows_the_distribution_and_never_picks_a_banned_token():
+    probs = torch.tensor([0.0, 0.2, 0.5, 0.0, 0.3, 0.0])  # banned tokens first, in between and last
+    logits = probs.log().expand(40_000, -1)  # [n, V], -inf where banned
+    torch.manual_seed(0)
+    counts = torch.bincount(draw(logits), minlength=probs.numel()).float() / logits.size(0)
+    assert counts[probs == 0].sum() == 0
+    assert torch.allclose(counts, probs, atol=0.01)  # 3 standard errors at n = 40,000 is < 0.007
+    for only in (0, 5):  # one allowed token at either end of the vocabulary
+        one = torch.full((100, 6), -math.inf)
+        one[:, only] = 0.0
+        assert (draw(one) == only).all()
+
+
+def test_finished_samples_leave_the_batch():
+    """Each step runs only the samples that have not drawn <end>: the state shrinks as they stop."""
+    decoder = _decoder().eval()
+    with torch.no_grad():
+        output_bias(decoder)[END_ID] = 2.0  # samples of varied lengths, some stopping early
+    rows, step = [], decoder.step
+
+    def counting_step(state, tokens):
+        rows.append(tokens.numel())
+        return step(state, tokens)
+
+    decoder.step = counting_step
+    torch.manual_seed(3)
+    samples = sample_captions(decoder, torch.randn(K, L, D), per_image=5, max_len=8)
+    going = [(samples.tokens[:, :t] != END_ID).all(1).sum().item() for t in range(samples.tokens.size(1))]
+    assert rows == going  # step t ran exactly the samples with no <end> before t
+    assert rows[0] == K * 5 and rows[-1] < rows[0]
 
 
 def _rewards_for(reference: list[int], images: int = K) -> CiderReward:

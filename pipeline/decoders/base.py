@@ -96,10 +96,13 @@ class RecurrentDecoder(CaptionDecoder):
                 attention.append(F.pad(state["alpha"], (0, 0, 0, batch - n)))  # [B, L]
         pad = steps - len(hidden)  # trailing steps no caption reaches
         unsort = order.argsort()
-        # one output projection for all steps: a [B*T, H] x [H, V] product instead of T small ones
-        # (the largest matmul of the step, so batching it is most of the recurrent speed-up on CPU)
+        # one output projection for all steps: an [N, H] x [H, V] product over the N real steps instead
+        # of T small ones (the largest matmul of the step, so batching it is most of the recurrent
+        # speed-up on CPU), and none for the padded positions (about half of [B, T'] in a batch)
         running = lengths.unsqueeze(1) > torch.arange(len(hidden), device=tokens.device)  # [B, T'] (sorted)
-        out = self.output(torch.stack(hidden, 1)) * running.unsqueeze(-1)  # [B, T', V], zero where padded
+        real = self.output(torch.stack(hidden, 1)[running])  # [N, V]
+        out = real.new_zeros(batch, len(hidden), real.size(-1))  # [B, T', V], zero where padded
+        out[running] = real
         out = F.pad(out, (0, 0, 0, pad)).index_select(0, unsort)  # [B, T, V]
         alphas = F.pad(torch.stack(attention, 1), (0, 0, 0, pad)).index_select(0, unsort) if attention else None
         return DecoderOutput(out, alphas)

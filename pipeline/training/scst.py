@@ -139,7 +139,7 @@ def _scst_loss(model, decoder, batch: Batch, rewards: CiderReward, config: Train
                               SAMPLE_MIN_LEN)
     reward, baseline = _reward_and_baseline(decoder, batch, samples, rewards, config, device)  # [K*N] each
     decoder.train(was_training and cfg.dropout)
-    chosen, entropy, mask = _sample_log_probs(model, batch, samples, cfg.temperature, device)
+    chosen, entropy, mask = _sample_log_probs(model, batch, samples, cfg.temperature, cfg.entropy > 0, device)
     objective = -((reward - baseline).unsqueeze(1) * chosen).sum() - cfg.entropy * entropy
     count = int(mask.sum())
     value, entropy_sum = torch.stack([objective.detach(), entropy.detach()]).tolist()
@@ -167,21 +167,25 @@ def _reward_and_baseline(decoder, batch: Batch, samples: Samples, rewards: Cider
     return reward, ((by_image.sum(1, keepdim=True) - by_image) / (n - 1)).flatten()
 
 
-def _sample_log_probs(model, batch: Batch, samples: Samples, temperature: float,
+def _sample_log_probs(model, batch: Batch, samples: Samples, temperature: float, entropy_grad: bool,
                       device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One teacher-forced forward over the samples -> (log-prob of each sampled token [K*N, T], 0 after
-    <end>; the summed entropy of those steps' distributions; mask [K*N, T] of the sampled tokens)."""
+    <end>; the summed entropy of those steps' distributions, differentiable when ``entropy_grad``;
+    mask [K*N, T] of the sampled tokens)."""
     tokens = samples.teacher_forcing_tokens()  # [K*N, T+1]
     inputs, targets = tokens[:, :-1], tokens[:, 1:]  # [K*N, T] each
     rows = torch.arange(batch.features.size(0), device=device).repeat_interleave(samples.per_image)  # [K*N]
-    logits = model(batch.features, inputs, 1.0, rows).logits.float() / temperature  # [K*N, T, V]
+    logits = model(batch.features, inputs, 1.0, rows).logits  # [K*N, T, V]
     mask = targets != PAD_ID  # <end> included
     # the distribution the samples were drawn from: the sampler's banned tokens at -inf. Scored
     # with the full softmax instead, pushing down a poor sample's words would raise <unk>, <pad> and
     # <start>, which are never sampled and so never pushed down again: their mass grows unchecked.
-    banned = banned_positions(targets.size(1), logits.size(-1), SAMPLE_MIN_LEN, device=device)  # [T, V]
-    log_probs = logits.masked_fill(banned, -math.inf).log_softmax(-1)  # [K*N, T, V]
-    chosen = log_probs.gather(2, targets.unsqueeze(2)).squeeze(2).masked_fill(~mask, 0.0)  # (<pad> targets: -inf)
-    # p log p with p = 0 at the banned tokens: 0, not 0 * -inf (and no NaN gradient through it)
-    entropy = -(log_probs.exp() * log_probs.masked_fill(banned, 0.0)).sum(-1)[mask].sum()
+    step = torch.arange(targets.size(1), device=device).expand_as(targets)[mask]  # [M] step of each sampled token
+    banned = banned_positions(targets.size(1), logits.size(-1), SAMPLE_MIN_LEN, device=device)[step]  # [M, V]
+    log_probs = (logits[mask].float() / temperature).masked_fill(banned, -math.inf).log_softmax(-1)  # [M, V]
+    chosen = torch.zeros(targets.shape, dtype=log_probs.dtype, device=device)  # [K*N, T]
+    chosen[mask] = log_probs.gather(1, targets[mask].unsqueeze(1)).squeeze(1)
+    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+        # p log p with p = 0 at the banned tokens: 0, not 0 * -inf (and no NaN gradient through it)
+        entropy = -(log_probs.exp() * log_probs.masked_fill(banned, 0.0)).sum()
     return chosen, entropy, mask
