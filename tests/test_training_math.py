@@ -71,11 +71,13 @@ def test_grouped_and_flat_batches_of_the_same_pairs_give_the_same_loss_and_gradi
         assert torch.allclose(grads_g[n], grads_f[n], atol=1e-5), n
 
 
-def test_recurrent_decoders_skip_finished_captions_without_changing_the_logits():
-    """Captions sorted longest first run only while they last; the real positions' logits equal a
-    decoder stepped over the padded batch one step at a time."""
+@pytest.mark.parametrize("name", ["att_lstm", "transformer"])
+def test_decoders_skip_finished_captions_without_changing_the_logits(name):
+    """No output layer runs where no target follows (recurrent decoders: no step either, captions
+    sorted longest first run only while they last); the real positions' logits equal a decoder
+    stepped over the padded batch one step at a time, and the others are 0."""
     torch.manual_seed(0)
-    decoder = build_decoder("att_lstm", DECODERS["att_lstm"], DIM, TOKENS, VOCAB).eval()
+    decoder = build_decoder(name, DECODERS[name], DIM, TOKENS, VOCAB).eval()
     batch = collate(_items(5, seed=3))
     inputs = batch.tokens[:, :-1]
     out = decoder(batch.features, inputs, 1.0, batch.image_index)
