@@ -13,6 +13,7 @@ the same ``select_state`` that beam search uses to reorder beams.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +53,25 @@ class CaptionDecoder(nn.Module):
         return output.logits.new_zeros(())
 
 
+def followed_by_target(tokens: torch.Tensor) -> torch.Tensor:
+    """tokens [B, T] (decoder inputs) -> [B, T] bool: a target follows (not <end>, not padding)."""
+    return (tokens != PAD_ID) & (tokens != END_ID)
+
+
+def logits_where(output: Callable[[torch.Tensor], torch.Tensor], hidden: torch.Tensor,
+                 mask: torch.Tensor) -> torch.Tensor:
+    """hidden [B, T, H], mask [B, T] -> logits [B, T, V]: ``output`` of the masked positions, 0 elsewhere.
+
+    The output layer is a decoder's largest product, and in a training batch only about half of
+    [B, T] has a target (52 % of grouped Flickr8k batches of 13 images x 5 captions), so it runs
+    on the N masked rows only, never on padding, whose logits the loss ignores.
+    """
+    real = output(hidden[mask])  # [N, V]
+    out = real.new_zeros(*mask.shape, real.size(-1))  # [B, T, V]
+    out[mask] = real
+    return out
+
+
 def select_state(state: State, index: torch.Tensor) -> State:
     """Pick (and repeat) batch rows of every state tensor: index [B'] -> state with batch B'."""
     return {k: v.index_select(0, index) for k, v in state.items()}
@@ -72,7 +92,7 @@ class RecurrentDecoder(CaptionDecoder):
     def forward(self, features: torch.Tensor, tokens: torch.Tensor, teacher_forcing: float = 1.0,
                 image_index: torch.Tensor | None = None) -> DecoderOutput:
         batch, steps = tokens.shape  # [B, T]
-        lengths = ((tokens != PAD_ID) & (tokens != END_ID)).sum(1)  # [B] inputs with a target after them
+        lengths = followed_by_target(tokens).sum(1)  # [B] inputs with a target after them
         lengths, order = lengths.sort(descending=True)
         tokens = tokens.index_select(0, order)
         rows = order if image_index is None else image_index.index_select(0, order)  # [B] feature row per caption
@@ -96,13 +116,10 @@ class RecurrentDecoder(CaptionDecoder):
                 attention.append(F.pad(state["alpha"], (0, 0, 0, batch - n)))  # [B, L]
         pad = steps - len(hidden)  # trailing steps no caption reaches
         unsort = order.argsort()
-        # one output projection for all steps: an [N, H] x [H, V] product over the N real steps instead
-        # of T small ones (the largest matmul of the step, so batching it is most of the recurrent
-        # speed-up on CPU), and none for the padded positions (about half of [B, T'] in a batch)
+        # one output projection for all steps: an [N, H] x [H, V] product instead of T small ones
+        # (the largest matmul of the step, so batching it is most of the recurrent speed-up on CPU)
         running = lengths.unsqueeze(1) > torch.arange(len(hidden), device=tokens.device)  # [B, T'] (sorted)
-        real = self.output(torch.stack(hidden, 1)[running])  # [N, V]
-        out = real.new_zeros(batch, len(hidden), real.size(-1))  # [B, T', V], zero where padded
-        out[running] = real
+        out = logits_where(self.output, torch.stack(hidden, 1), running)  # [B, T', V]
         out = F.pad(out, (0, 0, 0, pad)).index_select(0, unsort)  # [B, T, V]
         alphas = F.pad(torch.stack(attention, 1), (0, 0, 0, pad)).index_select(0, unsort) if attention else None
         return DecoderOutput(out, alphas)

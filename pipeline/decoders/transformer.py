@@ -15,8 +15,7 @@ import math
 import torch
 from torch import nn
 
-from pipeline.data.vocab import END_ID, PAD_ID
-from pipeline.decoders.base import CaptionDecoder, DecoderOutput, State
+from pipeline.decoders.base import CaptionDecoder, DecoderOutput, State, followed_by_target, logits_where
 from pipeline.decoders.config import DecoderConfig
 from pipeline.decoders.grid import GridEncoder
 from pipeline.decoders.kv_cache import cross_attention_cache, decode_one_token
@@ -72,14 +71,7 @@ class TransformerCaptioner(CaptionDecoder):
         x = self.dropout(self.embedding(tokens) * self.scale + self.positions[:length])  # [B, T, d]
         causal = nn.Transformer.generate_square_subsequent_mask(length, device=tokens.device, dtype=x.dtype)
         y = self.decoder(x, memory, tgt_mask=causal, tgt_is_causal=True)  # [B, T, d]
-        # the output layer (the largest product of the step) only where a target follows: not at
-        # <end> or padding, about a third of [B, T] in a batch; logits there are 0, as the
-        # recurrent decoders give
-        real = (tokens != PAD_ID) & (tokens != END_ID)  # [B, T]
-        logits = self.out(self.norm(y[real]))  # [N, V]
-        out = logits.new_zeros(*tokens.shape, logits.size(-1))  # [B, T, V]
-        out[real] = logits
-        return out
+        return logits_where(lambda h: self.out(self.norm(h)), y, followed_by_target(tokens))  # [B, T, V]
 
 
 def _sinusoids(length: int, dim: int) -> torch.Tensor:

@@ -62,9 +62,9 @@ def sample_captions(decoder: CaptionDecoder, features: torch.Tensor, per_image: 
         sampled[going, t] = tokens
         steps = t + 1
         running = tokens != END_ID  # [n]
+        if not running.any():
+            break
         if not running.all():
-            if not running.any():
-                break
             keep = running.nonzero().squeeze(1)  # [n']
             state, tokens, going = select_state(state, keep), tokens[keep], going[keep]
     sampled = sampled[:, :steps]  # [K*N, T]

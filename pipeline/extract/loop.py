@@ -96,7 +96,8 @@ def fill(writer: CacheWriter, model: FrozenEncoder, batches: Iterator[tuple], ba
     background = BackgroundWriter(writer.write)
     try:
         for batch in batches:  # (rows [B], images [B, 3, S, S], errors, digests, sizes [B], mtimes [B])
-            done, feats, pooled, digests, stats, errors, bad_stats = _encode(model, _in_row_order(batch), dev, dtype, batch_size)
+            done, feats, pooled, digests, stats, errors, bad_stats = _encode(model, _in_row_order(batch), dev, dtype,
+                                                                             batch_size)
             if errors:
                 bad.update(errors)
                 writer.mark_bad(np.array(sorted(errors)), bad_stats)
