@@ -177,7 +177,10 @@ def encoders():
 @friendly_errors
 def train(out: Path = typer.Option(..., help="Run folder to create (or continue with --resume)."),
           manifest: Optional[Path] = typer.Option(None), cache: Optional[Path] = typer.Option(None),
-          preset: Optional[str] = typer.Option(None, help="demo | resnet-lstm-baseline | resnet-lstm-att | resnet-transformer | clip-transformer"),
+          preset: Optional[str] = typer.Option(None, help=(
+              "seed architectures: resnet-lstm-baseline | resnet-lstm-att | resnet-transformer | "
+              "clip-transformer | clipcap-mlp | clipcap-transformer | seed003-gpt2; on 2 CPU cores with "
+              "efficientnet_lite0: cpu-lstm-att | cpu-transformer | cpu-prefix-lm; demo | demo-prefix-lm")),
           config: Optional[Path] = typer.Option(None, help="JSON or TOML file with config fields."),
           set_: Optional[List[str]] = typer.Option(None, "--set", help="Override KEY=VALUE, e.g. optim.lr=1e-3."),
           resume: bool = typer.Option(False, help="Continue the run in --out where it stopped."),

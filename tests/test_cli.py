@@ -111,6 +111,15 @@ def test_a_bad_input_error_from_the_real_script_is_one_line():
     assert done.returncode == 1 and done.stderr.strip() == "error: /nonexistent/run is not a capcache run folder (no config.json)"
 
 
+def test_train_help_names_every_preset():
+    """A user finds the CPU recipes from `--help`, not only from the README."""
+    from pipeline.training.config import PRESETS
+
+    shown = runner.invoke(app, ["train", "--help"], terminal_width=240).output
+    missing = [name for name in PRESETS if name not in shown]
+    assert not missing, f"train --help does not name the presets {missing}"
+
+
 def test_extract_prints_the_cache_path_last(tmp_path):
     from pipeline.data.synthetic import SyntheticConfig, generate_dataset
     manifest = generate_dataset(tmp_path / "data", SyntheticConfig(n_train=8, n_val=2, n_test=2, image_size=64))
