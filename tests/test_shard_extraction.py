@@ -87,6 +87,21 @@ def test_shards_extract_row_for_row_as_the_same_jpegs_in_a_folder(web, shard_cac
     assert again.reused and again.path == shard_cache
 
 
+def test_each_workers_short_last_batch_is_joined_with_the_others(web, tmp_path, monkeypatch):
+    """Two workers take the tars 23 / 11 images each: every batch but the last reaches the encoder full
+    (each of its batches runs as a full one, so a short batch per worker would cost a forward each)."""
+    import pipeline.extract.loop as loop
+    sizes, encode = [], loop.encode_images
+
+    def counted(model, images, *args):
+        sizes.append(len(images))
+        return encode(model, images, *args)
+
+    monkeypatch.setattr(loop, "encode_images", counted)
+    _extract(web, tmp_path, workers=2)
+    assert sum(sizes) == N_IMAGES and sizes[:-1] == [4] * (len(sizes) - 1) and sizes[-1] == N_IMAGES % 4
+
+
 def test_a_corrupt_member_a_missing_member_and_a_cut_tar_are_reported_and_the_rest_extracted(
         web, folder_cache, tmp_path):
     out = _copy_output(web, tmp_path)

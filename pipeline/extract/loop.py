@@ -29,6 +29,7 @@ from pipeline.encoders.base import FrozenEncoder
 from pipeline.extract.background import BackgroundWriter
 from pipeline.extract.images import HashedImageFiles
 from pipeline.extract.inference import encode_images
+from pipeline.extract.rebatch import full_batches
 from pipeline.extract.shard_images import ShardImages
 
 
@@ -60,8 +61,9 @@ def start_decoding(model: FrozenEncoder, sources: Sequence[ImageSource], rows: n
     """Start DataLoader workers decoding ``rows`` of ``sources`` now; batches come as they are ready.
 
     Image files come first, then the rows inside tars (their workers start when the files are
-    done). ``inherited``: ``CacheWriter.inherited_handles()`` of a cache open in this process,
-    which a forked worker must close (``close_inherited``).
+    done); the workers' short batches are joined into full ones (``rebatch``). ``inherited``:
+    ``CacheWriter.inherited_handles()`` of a cache open in this process, which a forked worker must
+    close (``close_inherited``).
     """
     transform, crop = model.input_transform(), model.preprocessing.crop
     in_shard = np.array([sources[r].in_shard for r in rows], dtype=bool)
@@ -73,7 +75,8 @@ def start_decoding(model: FrozenEncoder, sources: Sequence[ImageSource], rows: n
     closing = functools.partial(close_inherited, inherited) if workers and inherited else None
     loaders = [DataLoader(d, batch_size=batch_size, num_workers=workers, pin_memory=dev.type == "cuda",
                           worker_init_fn=closing, collate_fn=_channels_last_batch) for d in datasets]
-    return itertools.chain(iter(loaders[0]), *loaders[1:])  # the first one's workers start now
+    batches = itertools.chain(iter(loaders[0]), *loaders[1:])  # the first one's workers start now
+    return full_batches(batches, batch_size)
 
 
 def _channels_last_batch(items: list[tuple]) -> tuple:
