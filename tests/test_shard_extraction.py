@@ -24,6 +24,7 @@ import pytest
 from img2dataset_output import photo, write_img2dataset_output, write_tar
 
 import pipeline.data.shard_stream as shard_stream
+import pipeline.extract.loop as loop
 import pipeline.extract.shard_images as shard_images
 from pipeline.cache import hdf5
 from pipeline.cache.inspect import verify_cache
@@ -90,7 +91,6 @@ def test_shards_extract_row_for_row_as_the_same_jpegs_in_a_folder(web, shard_cac
 def test_each_workers_short_last_batch_is_joined_with_the_others(web, tmp_path, monkeypatch):
     """Two workers take the tars 23 / 11 images each: every batch but the last reaches the encoder full
     (each of its batches runs as a full one, so a short batch per worker would cost a forward each)."""
-    import pipeline.extract.loop as loop
     sizes, encode = [], loop.encode_images
 
     def counted(model, images, *args):
