@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before any open_clip import, or 
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     os.environ.setdefault("OMP_NUM_THREADS",
                           str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
+# What capcache remembers between runs (``pipeline.memo``: encoder shapes, weight digests) goes to
+# a home of this test session, never the user's: a test must not depend on what ran before it.
+os.environ["CAPCACHE_HOME"] = tempfile.mkdtemp(prefix="capcache-test-home-")
+atexit.register(shutil.rmtree, os.environ["CAPCACHE_HOME"], ignore_errors=True)
 
 REPO = Path(__file__).resolve().parents[1]
 

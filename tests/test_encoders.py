@@ -7,6 +7,7 @@ by their positional embeddings.
 
 from __future__ import annotations
 
+import importlib
 import json
 import socket
 import time
@@ -221,6 +222,7 @@ def test_a_hanging_connection_is_not_waited_for(monkeypatch):
 
 def test_open_clip_weights_offline_fail_at_once(empty_caches, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    importlib.import_module("open_clip")  # its first import (1 to 2 s here) is not a wait for the network
     message = fails_fast("clip-vit-b-32")  # openai
     assert "ViT-B-32:openai" in message and "HF_HUB_OFFLINE=1" in message
     assert str(empty_caches / "hf" / "hub" / "models--timm--vit_base_patch32_clip_224.openai") in message

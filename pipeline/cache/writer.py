@@ -68,6 +68,11 @@ class CacheWriter:
             self._lock.release()
             raise
 
+    @property
+    def feature_shape(self) -> tuple[int, int]:
+        """(L, D) of each row's features in the file."""
+        return tuple(self._features.shape[1:])
+
     def rows_to_do(self) -> np.ndarray:
         """Row indices not yet DONE (pending, or bad last time: a fixed file gets another chance)."""
         return np.flatnonzero(self._status[:] != hdf5.DONE)

@@ -32,7 +32,8 @@ from pipeline.encoders import build_encoder
 from pipeline.encoders.base import FrozenEncoder
 from pipeline.errors import CapcacheError
 from pipeline.extract.in_parts import Filling, extract_in_parts
-from pipeline.extract.inference import output_shape, prepare_encoder
+from pipeline.extract.encoder_facts import remembered_output_shape
+from pipeline.extract.inference import prepare_encoder
 from pipeline.extract.loop import fill_to_end, open_writer, rows_to_do, start_decoding
 from pipeline.extract.result import ExtractResult, bad_images, cache_path_for, cache_spec, sidecar_report
 from pipeline.extract.reuse import record_request, reused_result
@@ -96,7 +97,7 @@ def _extract(comm: Collective, manifest: Manifest, model: FrozenEncoder, cache_d
     model = prepare_encoder(model, dev)
     in_parts = comm.broadcast(parts_folder(path).is_dir() or is_joined(path) if comm.is_main else None)
     if comm.world > 1 or rows_per_part is not None or in_parts:
-        filling = Filling(model, dtype, dev, compute_of(dev), *output_shape(model, dev), batch_size, workers)
+        filling = Filling(model, dtype, dev, compute_of(dev), *remembered_output_shape(model, dev), batch_size, workers)
         return extract_in_parts(comm, manifest, spec, path, filling, stats, rows_per_part, progress, request)
     return _extract_one_file(manifest, spec, path, model, dev, batch_size, workers, stats, progress, request)
 
@@ -106,8 +107,8 @@ def _extract_one_file(manifest: Manifest, spec: CacheSpec, path: Path, model: Fr
     """One process writes one cache file.
 
     The decoding workers start first, on the rows the file will most likely need (read before the
-    writer opens it), so their start and first batches overlap the dummy forward pass that finds
-    the feature shape and the creation of the file; when the writer finds other rows to do
+    writer opens it), so their start and first batches overlap the creation of the file (and, the
+    first time an encoder is used, the dummy forward pass that finds its output shape); when the writer finds other rows to do
     (changed images, rows a sibling cache holds) they are started again on those.
     """
     compute = compute_of(dev)
@@ -118,7 +119,7 @@ def _extract_one_file(manifest: Manifest, spec: CacheSpec, path: Path, model: Fr
     found = siblings(path, spec, compute)
     expected = _expected_rows(path, spec) if not found else None  # siblings may fill some rows
     early = start_decoding(model, sources, expected, batch_size, workers, dev) if expected is not None else None
-    n_tokens, dim = output_shape(model, dev)
+    n_tokens, dim = remembered_output_shape(model, dev)
     writer = open_writer(path, spec, manifest.images, manifest.image_root, n_tokens, dim, model.pooled_dim, compute)
     try:
         notes = [extend_from_siblings(writer, found, created)]
