@@ -15,7 +15,7 @@ pass took 8.4 to 13.1 s from one minute to the next, and with two rounds one sid
 machine's fast moments altogether (ratios from 0.75 to 1.02 on one afternoon). Every round's rate
 is printed beside the best.
 
-Prints one JSON object as its last line. Defaults finish in about five minutes on 2 CPU cores; on
+Prints one JSON object as its last line. Defaults finish in about three minutes on 2 CPU cores; on
 a GPU pass e.g. `--images 2000 --batch-size 64 --workers 8`.
 """
 
@@ -159,7 +159,8 @@ def main() -> None:
             "encoder": args.encoder, "device": str(dev), "threads": torch.get_num_threads(),
             "images": args.images, "batch_size": args.batch_size, "workers": args.workers,
             "forward_img_s": round(forward, 2), "extract_img_s": round(extract_rate, 2),
-            "forward_img_s_rounds": [round(x, 2) for x in forwards], "extract_img_s_rounds": [round(x, 2) for x in extracts],
+            "forward_img_s_rounds": [round(x, 2) for x in forwards],
+            "extract_img_s_rounds": [round(x, 2) for x in extracts],
             "per_image_img_s": round(naive, 2),
             "ratio_vs_forward": round(extract_rate / forward, 3), "ratio_vs_per_image": round(extract_rate / naive, 3),
             "fp16_vs_fp32_size": round(_size(tmp / "fp16-0") / _size(tmp / "fp32"), 4), "rounds": args.rounds,

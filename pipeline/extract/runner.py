@@ -108,8 +108,9 @@ def _extract_one_file(manifest: Manifest, spec: CacheSpec, path: Path, model: Fr
 
     The decoding workers start first, on the rows the file will most likely need (read before the
     writer opens it), so their start and first batches overlap the creation of the file (and, the
-    first time an encoder is used, the dummy forward pass that finds its output shape); when the writer finds other rows to do
-    (changed images, rows a sibling cache holds) they are started again on those.
+    first time an encoder is used, the dummy forward pass that finds its output shape); when the
+    writer finds other rows to do (changed images, rows a sibling cache holds) they are started
+    again on those.
     """
     compute = compute_of(dev)
     ids = [r.image_id for r in manifest.images]
