@@ -91,7 +91,9 @@ def extract(manifest: Path = typer.Argument(..., help="Manifest JSON."),
             grid: Optional[int] = typer.Option(None, min=1, help="Adaptive-pool the feature map to GRID x GRID "
                                                "(fasterrcnn_regions: the number of boxes)."),
             cache_dir: Path = typer.Option(Path("cache"), help="Where cache files live."),
-            batch_size: int = typer.Option(32, min=1), workers: int = typer.Option(2, min=0),
+            batch_size: Optional[int] = typer.Option(None, min=1, help="Images per forward pass (default: the "
+                                                     "cache's own when continuing one, else 8 on CPU, 32 on a GPU)."),
+            workers: int = typer.Option(2, min=0),
             device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
             dtype: str = typer.Option("float16", help="float16 | float32"),
             part_rows: Optional[int] = typer.Option(None, min=1, help="Write the cache in part files of this many "

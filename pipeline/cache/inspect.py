@@ -16,6 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pipeline.cache import hdf5
+from pipeline.cache.compute import describe, stored_compute
 from pipeline.cache.contents import changed_content
 from pipeline.cache.key import CacheSpec
 from pipeline.cache.lock import holder
@@ -43,7 +44,7 @@ class CacheInfo:
     size_bytes: int
     versions: dict = field(default_factory=dict)
     spec: dict = field(default_factory=dict)
-    compute: dict = field(default_factory=dict)  # where the features were computed: device, precision
+    compute: dict = field(default_factory=dict)  # how the features were computed: device, precision, batch size
     parts: int = 0  # part files a joined cache is made of (``parts``); 0 for one file
     missing_parts: list[str] = field(default_factory=list)  # those of them not on disk
 
@@ -70,7 +71,7 @@ class CacheInfo:
             f"rows:        {self.n_done} done, {self.n_bad} bad, {self.n_pending} pending"
             + (" (complete)" if self.complete else " (incomplete: run the same extract again to finish)"),
             f"size:        {self.size_bytes / 2**20:.1f} MiB" + (f" in {self.parts} parts" if self.parts else ""),
-            f"computed on: {self.compute.get('device', '?')} ({self.compute.get('precision', '?')})",
+            f"computed on: {describe(self.compute)}",
             f"built with:  {', '.join(f'{k} {v}' for k, v in sorted(self.versions.items()))}",
         ]
         if self.missing_parts:
@@ -134,7 +135,7 @@ def _info(f: h5py.File, path: Path) -> CacheInfo:
         shape=tuple(features.shape[1:]), pooled_dim=f[hdf5.POOLED].shape[1] if hdf5.POOLED in f else None,
         dtype=str(features.dtype), size_bytes=stored_bytes(path),
         versions=json.loads(f.attrs[hdf5.ATTR_VERSIONS]), spec=spec,
-        compute=json.loads(f.attrs.get(hdf5.ATTR_COMPUTE, "{}")),
+        compute=stored_compute(f),
         parts=len(json.loads(f.attrs.get(ATTR_PARTS, "[]"))), missing_parts=missing_parts(f, path))
     if CacheSpec.from_dict(spec).key != info.key:
         raise CapcacheError(f"{path} has a key that does not match its own settings (edited or damaged); extract again")

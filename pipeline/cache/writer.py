@@ -22,6 +22,7 @@ import h5py
 import numpy as np
 
 from pipeline.cache import hdf5
+from pipeline.cache.compute import agree, describe, how_to_match, stored_compute
 from pipeline.cache.contents import MISSING
 from pipeline.cache.key import CacheSpec
 from pipeline.cache.lock import WriteLock
@@ -34,8 +35,9 @@ from pipeline.versions import library_versions
 class CacheWriter:
     """Open (creating if needed) the cache at ``path`` for ``spec`` and hold its write lock.
 
-    ``files`` (relative to ``image_root``) and ``compute`` (where the features are computed, e.g.
-    {"device": "cpu", "precision": "float32"}) are recorded when the file is created.
+    ``files`` (relative to ``image_root``) and ``compute`` (how the features are computed, e.g.
+    {"device": "cpu", "precision": "float32", "batch_size": 8}: ``pipeline.cache.compute``) are
+    recorded when the file is created.
     """
 
     def __init__(self, path: Path, spec: CacheSpec, image_ids: Sequence[str], n_tokens: int, dim: int,
@@ -84,11 +86,13 @@ class CacheWriter:
         return [d.decode() for d in self._digests[:]]
 
     def refuse_mixing(self, compute: dict) -> None:
-        """Refuse to add rows computed elsewhere (fp16 on CUDA, fp32 on CPU) to rows already written."""
-        stored = json.loads(self._file.attrs.get(hdf5.ATTR_COMPUTE, "{}"))
-        if stored and stored != compute and (self._status[:] == hdf5.DONE).any():
-            raise CapcacheError(f"{self.path} was started on {_where(stored)}, this run computes on {_where(compute)}; "
-                                f"finish it with --device {stored['device']}, or delete it to start over here")
+        """Refuse to add rows computed otherwise (fp16 on CUDA, fp32 on CPU, another batch size) to
+        rows already written (``pipeline.cache.compute``)."""
+        stored = stored_compute(self._file)
+        if not agree(stored, compute) and (self._status[:] == hdf5.DONE).any():
+            raise CapcacheError(f"{self.path} was started on {describe(stored)}, this run computes on "
+                                f"{describe(compute)}; finish it with {how_to_match(stored, compute)}, or delete it "
+                                "to start over")
 
     def write(self, rows: np.ndarray, features: np.ndarray, pooled: np.ndarray | None = None,
               digests: Sequence[str] | None = None, stats: np.ndarray | None = None) -> None:
@@ -320,7 +324,3 @@ def _check_spec(f: h5py.File, spec: CacheSpec, path: Path) -> None:
     if hdf5.CHECKSUMS not in f:
         raise CapcacheError(f"{path} was written by an older capcache (format {f.attrs.get(hdf5.ATTR_FORMAT)}); "
                             "delete it and extract again")
-
-
-def _where(compute: dict) -> str:
-    return f"{compute.get('device')} ({compute.get('precision')})"

@@ -26,7 +26,7 @@ MOST_MISSING = 0.5  # refuse when more than this share of the images is not ther
 
 
 def extract(manifest: Manifest, encoder: str, weights: str | None = None, grid: int | None = None,
-            cache_dir: str | Path = "cache", batch_size: int = 32, workers: int = 2,
+            cache_dir: str | Path = "cache", batch_size: int | None = None, workers: int = 2,
             device: str = "auto", dtype: str = "float16", progress: bool = True,
             rows_per_part: int | None = None, views: int = 0,
             augmentation: Augmentation | None = None) -> ExtractResult:
@@ -37,6 +37,8 @@ def extract(manifest: Manifest, encoder: str, weights: str | None = None, grid: 
     rank 0 joins them into one cache file (``in_parts``). ``views`` > 0: then also the caches of
     that many augmented views (``pipeline.encoders.views``, made with ``augmentation``), one after
     the other, each resumable and reused like the clean one; they are the result's ``views``.
+    ``batch_size``: images per forward pass; by default the cache's own when it continues one, else
+    8 on CPU and 32 on a GPU (``batch_size``).
     """
     check_options(dtype, batch_size, workers, grid, device)
     if rows_per_part is not None and rows_per_part < 1:
@@ -64,7 +66,7 @@ def extract(manifest: Manifest, encoder: str, weights: str | None = None, grid: 
     return result
 
 
-def check_options(dtype: str, batch_size: int, workers: int, grid: int | None, device: str) -> None:
+def check_options(dtype: str, batch_size: int | None, workers: int, grid: int | None, device: str) -> None:
     if dtype not in ("float16", "float32"):
         raise CapcacheError(f"dtype {dtype!r} is not supported; use float16 (half the size) or float32")
     for name, value, least in (("batch size", batch_size, 1), ("workers", workers, 0), ("grid", grid, 1)):

@@ -31,6 +31,7 @@ from pipeline.distributed import Collective
 from pipeline.encoders import build_encoder
 from pipeline.encoders.base import FrozenEncoder
 from pipeline.errors import CapcacheError
+from pipeline.extract.batch_size import chosen_batch_size, recorded_computes
 from pipeline.extract.in_parts import Filling, extract_in_parts
 from pipeline.extract.encoder_facts import remembered_output_shape
 from pipeline.extract.inference import prepare_encoder
@@ -42,13 +43,15 @@ from pipeline.frozen_heap import frozen_heap
 from pipeline.io import atomic_write_json
 
 
-def compute_of(dev: torch.device) -> dict:
-    """Where and in what precision features are computed: recorded per cache, never mixed in one."""
-    return {"device": dev.type, "precision": "float16-autocast" if dev.type == "cuda" else "float32"}
+def compute_of(dev: torch.device, batch_size: int | None = None) -> dict:
+    """Where, in what precision and at what batch size features are computed: recorded per cache,
+    never mixed in one (``pipeline.cache.compute``); without ``batch_size``, the first two."""
+    compute = {"device": dev.type, "precision": "float16-autocast" if dev.type == "cuda" else "float32"}
+    return compute if batch_size is None else {**compute, "batch_size": batch_size}
 
 
 def run_extraction(manifest: Manifest, encoder: str, weights: str | None, grid: int | None, cache_dir: str | Path,
-                   batch_size: int, workers: int, device: str, dtype: str, progress: bool,
+                   batch_size: int | None, workers: int, device: str, dtype: str, progress: bool,
                    requests: list[tuple[View | None, str]], stats: np.ndarray,
                    rows_per_part: int | None = None) -> list[ExtractResult]:
     """The full check (build the encoder, compare cache keys), then extract whatever rows are missing.
@@ -56,7 +59,8 @@ def run_extraction(manifest: Manifest, encoder: str, weights: str | None, grid: 
     Under ``torchrun``, or when ``rows_per_part`` is given, the cache is written in parts of that
     many rows (default: ``partition.default_rows_per_part``), every rank filling whole parts, and
     rank 0 joins them into one cache file; a cache once started in parts is continued in parts, by
-    any number of processes. ``requests``: (view, request) of each cache to fill, one after the
+    any number of processes. ``batch_size`` None: the cache's own, or the device's default
+    (``batch_size.chosen_batch_size``). ``requests``: (view, request) of each cache to fill, one after the
     other with one encoder and one process group: the clean cache (view None) and augmented views
     (``pipeline.encoders.views``); the request (``reuse.request_digest``) is recorded in the
     finished cache's report. ``stats`` [N, 2] are the image files' (size, mtime_ns) now. No full
@@ -77,7 +81,7 @@ def run_extraction(manifest: Manifest, encoder: str, weights: str | None, grid: 
         comm.close()
 
 
-def _extract(comm: Collective, manifest: Manifest, model: FrozenEncoder, cache_dir: str | Path, batch_size: int,
+def _extract(comm: Collective, manifest: Manifest, model: FrozenEncoder, cache_dir: str | Path, batch_size: int | None,
              workers: int, device: str, dtype: str, progress: bool, request: str, stats: np.ndarray,
              rows_per_part: int | None) -> ExtractResult:
     spec = cache_spec(manifest, model, dtype, stats)
@@ -95,15 +99,19 @@ def _extract(comm: Collective, manifest: Manifest, model: FrozenEncoder, cache_d
 
     dev = comm.device(resolve_device(device))
     model = prepare_encoder(model, dev)
+    batch_size = comm.broadcast(chosen_batch_size(batch_size, dev, recorded_computes(path, spec, compute_of(dev)))
+                                if comm.is_main else None)
+    compute = compute_of(dev, batch_size)
     in_parts = comm.broadcast(parts_folder(path).is_dir() or is_joined(path) if comm.is_main else None)
     if comm.world > 1 or rows_per_part is not None or in_parts:
-        filling = Filling(model, dtype, dev, compute_of(dev), *remembered_output_shape(model, dev), batch_size, workers)
+        filling = Filling(model, dtype, dev, compute, *remembered_output_shape(model, dev), batch_size, workers)
         return extract_in_parts(comm, manifest, spec, path, filling, stats, rows_per_part, progress, request)
-    return _extract_one_file(manifest, spec, path, model, dev, batch_size, workers, stats, progress, request)
+    return _extract_one_file(manifest, spec, path, model, dev, compute, batch_size, workers, stats, progress, request)
 
 
 def _extract_one_file(manifest: Manifest, spec: CacheSpec, path: Path, model: FrozenEncoder, dev: torch.device,
-                      batch_size: int, workers: int, stats: np.ndarray, progress: bool, request: str) -> ExtractResult:
+                      compute: dict, batch_size: int, workers: int, stats: np.ndarray, progress: bool,
+                      request: str) -> ExtractResult:
     """One process writes one cache file.
 
     The decoding workers start first, on the rows the file will most likely need (read before the
@@ -112,7 +120,6 @@ def _extract_one_file(manifest: Manifest, spec: CacheSpec, path: Path, model: Fr
     writer finds other rows to do (changed images, rows a sibling cache holds) they are started
     again on those.
     """
-    compute = compute_of(dev)
     ids = [r.image_id for r in manifest.images]
     sources = [manifest.image_source(r) for r in manifest.images]
     created = not path.exists()

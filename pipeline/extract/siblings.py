@@ -3,8 +3,9 @@
 Adding one image to a manifest changes its image set, so the next extraction writes a new cache.
 Rather than encoding everything again, the new cache first copies every row an older sibling
 (same encoder, weights, grid, dtype, library versions, and features computed on the same kind of
-device) already holds for the same image and file; only the images it lacks are encoded. The note
-names the sibling so the user can delete it once the new cache is complete.
+device at the same batch size) already holds for the same image and file; only the images it
+lacks are encoded. The note names the sibling so the user can delete it once the new cache is
+complete.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 from pathlib import Path
 
 from pipeline.cache import hdf5
+from pipeline.cache.compute import agree, stored_compute
 from pipeline.cache.key import CacheSpec
 from pipeline.cache.writer import CacheWriter
 from pipeline.errors import CapcacheError
@@ -42,7 +44,8 @@ def extend_from_siblings(writer: CacheWriter, found: list[Path], created: bool) 
 
 def siblings(path: Path, spec: CacheSpec, compute: dict) -> list[Path]:
     """The complete-or-not caches in ``path``'s folder built with ``spec``'s settings over other images,
-    their features computed as ``compute`` says (fp32 rows are never mixed with fp16 ones)."""
+    their features computed as ``compute`` says (``pipeline.cache.compute.agree``: fp32 rows are
+    never mixed with fp16 ones, nor rows of one batch size with another's)."""
     found = []
     for other in sorted(Path(path).parent.glob(f"{spec.encoder['encoder']}-*.h5")):
         if other == path:
@@ -50,10 +53,10 @@ def siblings(path: Path, spec: CacheSpec, compute: dict) -> list[Path]:
         try:
             with hdf5.open_for_reading(other) as f:
                 stored = json.loads(f.attrs[hdf5.ATTR_SPEC])
-                stored_compute = json.loads(f.attrs.get(hdf5.ATTR_COMPUTE, "{}"))
+                computed = stored_compute(f)
         except (CapcacheError, OSError, KeyError, ValueError):
             continue
-        if _settings(stored) == _settings(spec.to_dict()) and stored_compute == compute:
+        if _settings(stored) == _settings(spec.to_dict()) and agree(computed, compute):
             found.append(other)
     return found
 
