@@ -16,11 +16,14 @@ import torch
 import pipeline.training.loop as loop
 from pipeline.cache.reader import FeatureCache
 from pipeline.data.importers import import_dataset
+from pipeline.data.manifest import Manifest
 from pipeline.data.vocab import Vocabulary
 from pipeline.decoders import build_decoder
 from pipeline.decoding.captions import caption_cached_images
 from pipeline.evaluation.scorers import score_captions
 from pipeline.extract import extract
+from pipeline.extract.new_files import FileEncoder
+from pipeline.training.cache_use import cache_record
 from pipeline.training.config import resolve_config
 
 SMALL = ["decoder=att_lstm", "model.embed_dim=128", "model.hidden_dim=256", "model.attention_dim=128",
@@ -66,3 +69,18 @@ def test_a_decoder_trained_on_real_features_describes_real_photos(sample_cache, 
     words = [w for c in captions.values() for w in c.split()]
     assert words and all(w in vocab.words for w in words) and "<unk>" not in words
     assert len(set(words)) >= 15 and len(set(captions.values())) >= 10  # not one caption for every photo
+
+
+def test_one_new_photo_gets_the_features_of_its_cache_row(sample_cache):
+    """Captioning a single photo runs it at the cache's batch size: efficientnet_lite0 alone in a
+    batch gives other last bits than beside other images."""
+    manifest_path, cache_path = sample_cache
+    cache = FeatureCache(cache_path)
+    manifest = Manifest.load(manifest_path)
+    encoder = FileEncoder(cache_record(cache), torch.device("cpu"))
+    assert encoder.batch_size == cache.compute["batch_size"] == 8
+    records = manifest.images[:3]
+    for record in records:  # one at a time, as `capcache caption photo.jpg` or one request to `serve`
+        [(rows, feats, skipped)] = encoder.batches([Path(manifest.image_path(record))], batch_size=1, workers=0)
+        assert rows == [0] and not skipped
+        assert torch.equal(feats[0], torch.from_numpy(cache[cache.row_of[record.image_id]]).float())

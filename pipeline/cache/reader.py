@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from pipeline.cache import hdf5
+from pipeline.cache.compute import stored_compute
 from pipeline.cache.key import CacheSpec
 from pipeline.cache.parts import missing_parts, stored_bytes
 from pipeline.errors import CapcacheError
@@ -39,6 +40,7 @@ class FeatureCache:
             with hdf5.open_for_reading(self.path) as f:
                 self.spec = CacheSpec.from_dict(json.loads(f.attrs[hdf5.ATTR_SPEC]))
                 self.versions = json.loads(f.attrs[hdf5.ATTR_VERSIONS])
+                self.compute = stored_compute(f)  # device, precision, batch size (``pipeline.cache.compute``)
                 self.image_ids = hdf5.read_image_ids(f)
                 self.status = f[hdf5.STATUS][:]
                 n, self.n_tokens, self.dim = f[hdf5.FEATURES].shape  # [N, L, D]

@@ -60,12 +60,12 @@ def run_extraction(manifest: Manifest, encoder: str, weights: str | None, grid: 
     many rows (default: ``partition.default_rows_per_part``), every rank filling whole parts, and
     rank 0 joins them into one cache file; a cache once started in parts is continued in parts, by
     any number of processes. ``batch_size`` None: the cache's own, or the device's default
-    (``batch_size.chosen_batch_size``). ``requests``: (view, request) of each cache to fill, one after the
-    other with one encoder and one process group: the clean cache (view None) and augmented views
-    (``pipeline.encoders.views``); the request (``reuse.request_digest``) is recorded in the
-    finished cache's report. ``stats`` [N, 2] are the image files' (size, mtime_ns) now. No full
-    garbage collection walks the heap the process had before (``frozen_heap``): it would stall the
-    encoder for a fifth of a second each time.
+    (``batch_size.chosen_batch_size``). ``requests``: (view, request) of each cache to fill, one
+    after the other with one encoder and one process group: the clean cache (view None) and
+    augmented views (``pipeline.encoders.views``); the request (``reuse.request_digest``) is
+    recorded in the finished cache's report. ``stats`` [N, 2] are the image files' (size,
+    mtime_ns) now. No full garbage collection walks the heap the process had before
+    (``frozen_heap``): it would stall the encoder for a fifth of a second each time.
     """
     comm = Collective.from_env()
     try:

@@ -51,7 +51,7 @@ def caption_images(run_dir: str | Path, inputs: list[str | Path], decoding: Deco
     """
     trained = load_trained(run_dir, checkpoint, device)
     cache_info = read_json(trained.run.cache_info)
-    encoder = FileEncoder(cache_info["spec"], trained.device, weights)
+    encoder = FileEncoder(cache_info, trained.device, weights)
     decoding = (decoding or DecodingConfig()).resolved(trained.config.max_decode_len)
     files = image_files(inputs)
     result = CaptionResult(preprocessing=encoder.preprocessing)

@@ -37,7 +37,7 @@ def tag_images(run_dir: str | Path, inputs: list[str | Path], checkpoint: str = 
                workers: int = 2, progress: bool = False) -> TagResult:
     """``tags``: noisy tags per file path, for runs with a tag modality (files without any get none)."""
     trained = load_tagger(run_dir, checkpoint, device)
-    encoder = FileEncoder(read_json(trained.run.cache_info)["spec"], trained.device, weights)
+    encoder = FileEncoder(read_json(trained.run.cache_info), trained.device, weights)
     files = image_files(inputs)
     alpha = _val_alpha(trained.run.eval_file("val"))
     indicator = trained.config.indicator

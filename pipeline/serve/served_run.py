@@ -36,7 +36,7 @@ class ServedRun:
         self.trained = load_trained(run_dir, "best", device)
         cache_info = read_json(self.trained.run.cache_info)
         self.encoder_name = cache_info["spec"]["encoder"]["encoder"]
-        self.encoder = FileEncoder(cache_info["spec"], self.trained.device, weights)
+        self.encoder = FileEncoder(cache_info, self.trained.device, weights)
         self.transform = self.encoder.preprocessing.transform()
         self.input_key = repr(self.encoder.preprocessing)  # runs with equal keys can share a decoded upload
         self.grid = token_grid(cache_info["spec"]["encoder"], cache_info["n_tokens"])

@@ -86,6 +86,8 @@ def check_token_positions(cache: FeatureCache, model: DecoderConfig) -> None:
 
 def cache_record(cache: FeatureCache, views: list[FeatureCache] = ()) -> dict:
     """What a run folder's cache.json keeps: enough to rebuild the model's input shape and the
-    encoder for new images, and to refuse another cache (or other views) on resume."""
+    encoder for new images (and run it as the cache was computed), and to refuse another cache (or
+    other views) on resume."""
     return {"path": str(cache.path), "key": cache.key, "n_tokens": cache.n_tokens, "feature_dim": cache.dim,
-            "spec": cache.spec.to_dict(), "views": [{"path": str(v.path), "key": v.key} for v in views]}
+            "spec": cache.spec.to_dict(), "compute": cache.compute,
+            "views": [{"path": str(v.path), "key": v.key} for v in views]}
