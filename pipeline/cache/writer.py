@@ -26,6 +26,7 @@ from pipeline.cache.compute import agree, describe, how_to_match, stored_compute
 from pipeline.cache.contents import MISSING
 from pipeline.cache.key import CacheSpec
 from pipeline.cache.lock import WriteLock
+from pipeline.cache.row_runs import read_rows, write_rows
 from pipeline.cache.sidecar import sidecar_path
 from pipeline.errors import CapcacheError
 from pipeline.io import atomic_path, remove_orphaned_temporaries
@@ -101,15 +102,15 @@ class CacheWriter:
         features = features.astype(self._features.dtype, copy=False)
         pooled = pooled.astype(self._pooled.dtype, copy=False) if self._pooled is not None else None
         with storage_errors(self.path):
-            self._features[rows] = features
+            write_rows(self._features, rows, features)
             if pooled is not None:
-                self._pooled[rows] = pooled
+                write_rows(self._pooled, rows, pooled)
             if digests is not None:
-                self._digests[rows] = np.array(digests, dtype=hdf5.DIGEST_DTYPE)
-            self._stats[rows] = stats if stats is not None else MISSING
-            self._checksums[rows] = hdf5.row_checksums(features, pooled)
+                write_rows(self._digests, rows, np.array(digests, dtype=hdf5.DIGEST_DTYPE))
+            write_rows(self._stats, rows, stats if stats is not None else MISSING)
+            write_rows(self._checksums, rows, hdf5.row_checksums(features, pooled))
             self._file.flush()
-            self._status[rows] = hdf5.DONE
+            write_rows(self._status, rows, hdf5.DONE)
             self._file.flush()
 
     def copy_rows_from(self, source: Path, block: int = 256) -> int:
@@ -143,14 +144,14 @@ class CacheWriter:
         copied = 0
         for start in range(0, len(pairs), block):
             src, dst = map(np.array, zip(*pairs[start:start + block]))  # src increasing, dst any order
-            features = f[hdf5.FEATURES][src]  # [b, L, D]
-            pooled = pooled_ds[src] if pooled_ds is not None else None  # [b, E]
-            intact = hdf5.row_checksums(features, pooled) == f[hdf5.CHECKSUMS][src]  # [b]
+            features = read_rows(f[hdf5.FEATURES], src)  # [b, L, D]
+            pooled = read_rows(pooled_ds, src) if pooled_ds is not None else None  # [b, E]
+            intact = hdf5.row_checksums(features, pooled) == read_rows(f[hdf5.CHECKSUMS], src)  # [b]
             order = np.argsort(dst)
-            order = order[intact[order]]  # h5py writes rows in increasing order
-            digests = [d.decode() for d in f[hdf5.DIGESTS][src][order]]
+            order = order[intact[order]]  # rows are written in increasing order
+            digests = [d.decode() for d in read_rows(f[hdf5.DIGESTS], src)[order]]
             self.write(dst[order], features[order], pooled[order] if pooled is not None else None,
-                       digests, f[hdf5.STATS][src][order])
+                       digests, read_rows(f[hdf5.STATS], src)[order])
             copied += len(order)
         return copied
 
@@ -159,20 +160,20 @@ class CacheWriter:
 
     def mark_bad(self, rows: np.ndarray, stats: np.ndarray | None = None) -> None:
         with storage_errors(self.path):
-            self._stats[rows] = stats if stats is not None else MISSING
-            self._status[rows] = hdf5.BAD
+            write_rows(self._stats, rows, stats if stats is not None else MISSING)
+            write_rows(self._status, rows, hdf5.BAD)
             self._file.flush()
 
     def mark_pending(self, rows: np.ndarray) -> None:
         """Rows to extract again (their image changed): pending before anything is overwritten."""
         with storage_errors(self.path):
-            self._status[rows] = hdf5.PENDING
+            write_rows(self._status, rows, hdf5.PENDING)
             self._file.flush()
 
     def update_stats(self, rows: np.ndarray, stats: np.ndarray) -> None:
         """New stats [b, 2] for rows whose file moved or was touched but kept its content."""
         with storage_errors(self.path):
-            self._stats[rows] = stats
+            write_rows(self._stats, rows, stats)
             self._file.flush()
 
     def record_image_set(self, image_set: str) -> None:
@@ -205,7 +206,7 @@ def reopen_rows(path: Path, rows: np.ndarray) -> None:
     lock = WriteLock(path)
     try:
         with storage_errors(path), _open_for_writing(path) as f:
-            f[hdf5.STATUS][np.sort(rows)] = hdf5.PENDING
+            write_rows(f[hdf5.STATUS], np.unique(rows), hdf5.PENDING)
     finally:
         lock.release()
 
