@@ -40,7 +40,7 @@ def run(manifest: Manifest, cache: Path, **kwargs):
 
 def compute_of_file(path: Path) -> dict:
     with h5py.File(path, "r") as f:
-        return stored_compute(f)
+        return stored_compute(f.attrs)
 
 
 @pytest.fixture()

@@ -10,17 +10,17 @@ size was recorded lack it; facts only one side records are not compared.
 from __future__ import annotations
 
 import json
-
-import h5py
+from typing import Mapping
 
 from pipeline.cache import hdf5
 
 _FLAGS = {"device": "--device", "batch_size": "--batch-size"}  # how a user chooses each fact
 
 
-def stored_compute(f: h5py.File) -> dict:
-    """The compute facts of an open cache file ({} for one that records none)."""
-    return json.loads(f.attrs.get(hdf5.ATTR_COMPUTE, "{}"))
+def stored_compute(attrs: Mapping) -> dict:
+    """The compute facts in a cache file's attributes (``f.attrs``, or a copy of them); {} for a
+    file that records none."""
+    return json.loads(attrs.get(hdf5.ATTR_COMPUTE, "{}"))
 
 
 def agree(stored: dict, compute: dict) -> bool:

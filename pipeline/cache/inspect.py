@@ -135,7 +135,7 @@ def _info(f: h5py.File, path: Path) -> CacheInfo:
         shape=tuple(features.shape[1:]), pooled_dim=f[hdf5.POOLED].shape[1] if hdf5.POOLED in f else None,
         dtype=str(features.dtype), size_bytes=stored_bytes(path),
         versions=json.loads(f.attrs[hdf5.ATTR_VERSIONS]), spec=spec,
-        compute=stored_compute(f),
+        compute=stored_compute(f.attrs),
         parts=len(json.loads(f.attrs.get(ATTR_PARTS, "[]"))), missing_parts=missing_parts(f, path))
     if CacheSpec.from_dict(spec).key != info.key:
         raise CapcacheError(f"{path} has a key that does not match its own settings (edited or damaged); extract again")

@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 
 from pipeline.cache import hdf5
-from pipeline.cache.compute import agree, describe
+from pipeline.cache.compute import agree, describe, stored_compute
 from pipeline.cache.key import CacheSpec
 from pipeline.errors import CapcacheError
 from pipeline.io import atomic_path
@@ -87,16 +87,12 @@ def _layout(parts: Sequence[Part]) -> tuple[dict[str, tuple[tuple[int, ...], np.
         if shapes and mine != shapes:
             raise CapcacheError(f"part {part.path} holds other shapes than the first part; delete "
                                 f"{part.path.parent} and extract again")
-        if shared and not agree(_compute(attrs), _compute(shared)):
-            raise CapcacheError(f"part {part.path.name} was computed on {describe(_compute(attrs))}, the first on "
-                                f"{describe(_compute(shared))}; run every process on the same kind of device, at "
-                                "one batch size")
+        if shared and not agree(stored_compute(attrs), stored_compute(shared)):
+            raise CapcacheError(f"part {part.path.name} was computed on {describe(stored_compute(attrs))}, the first "
+                                f"on {describe(stored_compute(shared))}; run every process on the same kind of "
+                                "device, at one batch size")
         shapes, shared = mine, shared or attrs
     return shapes, shared
-
-
-def _compute(attrs: dict) -> dict:
-    return json.loads(attrs.get(hdf5.ATTR_COMPUTE, "{}"))
 
 
 def is_joined(cache: Path) -> bool:

@@ -40,7 +40,7 @@ class FeatureCache:
             with hdf5.open_for_reading(self.path) as f:
                 self.spec = CacheSpec.from_dict(json.loads(f.attrs[hdf5.ATTR_SPEC]))
                 self.versions = json.loads(f.attrs[hdf5.ATTR_VERSIONS])
-                self.compute = stored_compute(f)  # device, precision, batch size (``pipeline.cache.compute``)
+                self.compute = stored_compute(f.attrs)  # device, precision, batch size (``pipeline.cache.compute``)
                 self.image_ids = hdf5.read_image_ids(f)
                 self.status = f[hdf5.STATUS][:]
                 n, self.n_tokens, self.dim = f[hdf5.FEATURES].shape  # [N, L, D]

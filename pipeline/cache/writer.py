@@ -89,7 +89,7 @@ class CacheWriter:
     def refuse_mixing(self, compute: dict) -> None:
         """Refuse to add rows computed otherwise (fp16 on CUDA, fp32 on CPU, another batch size) to
         rows already written (``pipeline.cache.compute``)."""
-        stored = stored_compute(self._file)
+        stored = stored_compute(self._file.attrs)
         if not agree(stored, compute) and (self._status[:] == hdf5.DONE).any():
             raise CapcacheError(f"{self.path} was started on {describe(stored)}, this run computes on "
                                 f"{describe(compute)}; finish it with {how_to_match(stored, compute)}, or delete it "

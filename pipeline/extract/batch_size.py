@@ -13,9 +13,8 @@ written before the batch size was recorded say nothing, and are continued at the
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import torch
 
@@ -44,17 +43,19 @@ def recorded_computes(path: Path, spec: CacheSpec, compute: dict) -> Iterator[di
     """The compute facts of the cache file at ``path``, of its parts, then of its siblings computed
     as ``compute`` says (``siblings``), those that can be read, lazily: a file is opened only when
     the earlier ones record no batch size."""
-    folder = parts_folder(path)
-    parts = sorted(folder.glob("*.h5")) if folder.is_dir() else []
-    for file in itertools.chain([path], parts, _later(lambda: siblings(path, spec, compute))):
+    for file in _candidates(path, spec, compute):
         if not file.is_file():
             continue
         try:
             with hdf5.open_for_reading(file) as f:
-                yield stored_compute(f)
+                yield stored_compute(f.attrs)
         except (CapcacheError, OSError):
             continue
 
 
-def _later(paths: Callable[[], list[Path]]) -> Iterator[Path]:
-    yield from paths()
+def _candidates(path: Path, spec: CacheSpec, compute: dict) -> Iterator[Path]:
+    yield path
+    folder = parts_folder(path)
+    if folder.is_dir():
+        yield from sorted(folder.glob("*.h5"))
+    yield from siblings(path, spec, compute)  # scanned only if nothing before records a size

@@ -7,9 +7,9 @@ storage dtype, so a new image reaches a decoder or a tagger exactly as a cached 
 batch size matters: efficientnet_lite0 gives one photo alone other last bits than in any batch of
 2 to 40 (all 40 Flickr8k photos tried: up to 0.004 apart after fp16 rounding), so `capcache
 caption photo.jpg` or one request to `serve` would not see its cached features. Runs whose cache
-records no batch size (caches written before it was recorded) pad to the batch size asked for. Images
-are decoded batch by batch in DataLoader workers, as in extraction, so a folder of any size is
-handled in bounded memory; unreadable files are reported, not fatal.
+records no batch size (caches written before it was recorded) pad to the batch size asked for.
+Images are decoded batch by batch in DataLoader workers, as in extraction, so a folder of any size
+is handled in bounded memory; unreadable files are reported, not fatal.
 """
 
 from __future__ import annotations

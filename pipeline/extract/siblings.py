@@ -53,7 +53,7 @@ def siblings(path: Path, spec: CacheSpec, compute: dict) -> list[Path]:
         try:
             with hdf5.open_for_reading(other) as f:
                 stored = json.loads(f.attrs[hdf5.ATTR_SPEC])
-                computed = stored_compute(f)
+                computed = stored_compute(f.attrs)
         except (CapcacheError, OSError, KeyError, ValueError):
             continue
         if _settings(stored) == _settings(spec.to_dict()) and agree(computed, compute):
