@@ -241,11 +241,11 @@ def _report_training(result) -> None:
 
 
 def _decoding(beam: int, max_len: Optional[int], min_len: int, length_penalty: float, no_repeat_ngram: int,
-              allow_unk: bool):
+              allow_unk: bool, rerank: int = 0):
     from pipeline.decoding import DecodingConfig
 
     return DecodingConfig.from_beam(beam, max_len=max_len, min_len=min_len, length_penalty=length_penalty,
-                                    no_repeat_ngram=no_repeat_ngram, allow_unk=allow_unk)
+                                    no_repeat_ngram=no_repeat_ngram, allow_unk=allow_unk, rerank_neighbours=rerank)
 
 
 BEAM = typer.Option(1, help="Beam size; 1 = greedy.")
@@ -263,6 +263,8 @@ def eval_(run: Path = typer.Argument(..., help="Run folder."), split: str = type
           checkpoint: str = typer.Option("best", help="best | last"), batch_size: int = typer.Option(64),
           beam: int = BEAM, max_len: Optional[int] = MAX_LEN, min_len: int = MIN_LEN,
           length_penalty: float = LENGTH_PENALTY, no_repeat_ngram: int = NO_REPEAT, allow_unk: bool = ALLOW_UNK,
+          rerank: int = typer.Option(0, min=0, help="Beam: keep the hypothesis closest (CIDEr-D) to the captions of "
+                                                    "this many nearest train photos (consensus reranking; 0 = off)."),
           device: str = typer.Option("auto"), spice: bool = typer.Option(False, help="Also SPICE (needs its download).")):
     """Decode a split with a trained run, score it with pycocoevalcap and measure how varied the captions are
     (a tagging run: seed 004's table for each indicator function)."""
@@ -274,7 +276,7 @@ def eval_(run: Path = typer.Argument(..., help="Run folder."), split: str = type
         _eval_tagging(run, split, checkpoint, device)
         return
 
-    decoding = _decoding(beam, max_len, min_len, length_penalty, no_repeat_ngram, allow_unk)
+    decoding = _decoding(beam, max_len, min_len, length_penalty, no_repeat_ngram, allow_unk, rerank)
     report = evaluate_run(run, split, checkpoint, batch_size, device=device, spice=spice, decoding=decoding,
                           progress=True)
     typer.echo(format_table({run.name: report["scores"]}))

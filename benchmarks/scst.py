@@ -34,7 +34,8 @@ from pipeline.evaluation.cider_d import DocumentFrequency
 from pipeline.config import merge
 from pipeline.training.config import SCST_FINETUNE, TrainConfig, resolve_config
 from pipeline.training.data import Batch
-from pipeline.training.scst import CiderReward, reference_ids, scst_loss
+from pipeline.data.word_ids import reference_ids
+from pipeline.training.scst import CiderReward, scst_loss
 
 TOKEN_FILE = REPO.parent / "shared" / "data" / "flickr8k_text" / "Flickr8k.token.txt"
 TOKENS, DIM = 49, 1280  # efficientnet_lite0's 7 x 7 x 1280 grid

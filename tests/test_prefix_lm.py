@@ -26,7 +26,8 @@ from pipeline.decoders.prefix_lm.language_model import with_scratch_lm
 from pipeline.decoding import beam_search, greedy_search
 from pipeline.errors import CapcacheError
 from pipeline.training.config import resolve_config
-from pipeline.training.scst import CiderReward, WordIds, reference_ids
+from pipeline.data.word_ids import WordIds, reference_ids
+from pipeline.training.scst import CiderReward
 from pipeline.evaluation.cider_d import DocumentFrequency
 
 from helpers import train_interrupted_after_first_epoch

@@ -24,7 +24,8 @@ from pipeline.io import read_json
 from pipeline.training.config import finetune_config, resolve_config
 from pipeline.training.data import Batch
 from pipeline.runs.metrics_log import read_metrics
-from pipeline.training.scst import CiderReward, load_or_count_document_frequency, reference_ids, scst_loss
+from pipeline.data.word_ids import reference_ids
+from pipeline.training.scst import CiderReward, load_or_count_document_frequency, scst_loss
 
 from decoder_configs import build, output_bias
 from helpers import torchrun_two_processes, train_interrupted_after_first_epoch

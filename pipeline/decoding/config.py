@@ -21,6 +21,9 @@ class DecodingConfig:
     allow_unk: bool = False  # let captions contain <unk> (banned by default; see banned.py)
     length_penalty: float = 0.0  # beam only: GNMT alpha, score = log-prob / ((5 + length) / 6) ** alpha
     no_repeat_ngram: int = 0  # beam only: forbid repeating any n-gram of this size; 0 = off
+    # beam only: keep the hypothesis closest (CIDEr-D) to the captions of this many nearest training photos
+    # instead of the most probable one (consensus.py); 0 = off
+    rerank_neighbours: int = 0
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -34,6 +37,11 @@ class DecodingConfig:
                                 f"be emitted, got {self.min_len}")
         if self.no_repeat_ngram < 0:
             raise CapcacheError(f"no_repeat_ngram must be 0 (off) or positive, got {self.no_repeat_ngram}")
+        if self.rerank_neighbours < 0:
+            raise CapcacheError(f"rerank_neighbours must be 0 (off) or positive, got {self.rerank_neighbours}")
+        if self.rerank_neighbours and (self.strategy != "beam" or self.beam_size < 2):
+            raise CapcacheError("consensus reranking chooses among a beam's hypotheses; decode with --beam 2 or "
+                                "more (10 measured best), or drop --rerank")
 
     @classmethod
     def from_beam(cls, beam: int = 1, **fields) -> "DecodingConfig":
@@ -51,4 +59,6 @@ class DecodingConfig:
         d = asdict(self)
         if self.strategy == "greedy":
             return {key: d[key] for key in ("strategy", "max_len", "min_len", "allow_unk")}
+        if not self.rerank_neighbours:  # reports written before reranking existed stay the same decoding
+            del d["rerank_neighbours"]
         return d

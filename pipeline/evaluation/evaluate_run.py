@@ -14,6 +14,7 @@ from pipeline.decoding.captions import caption_cached_images
 from pipeline.decoding.config import DecodingConfig
 from pipeline.errors import CapcacheError
 from pipeline.evaluation.diversity import diversity
+from pipeline.evaluation.neighbours import consensus_reranker
 from pipeline.io import atomic_write_json, read_json
 from pipeline.runs.load import load_trained
 
@@ -21,7 +22,8 @@ from pipeline.runs.load import load_trained
 def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best", batch_size: int = 64,
                  max_len: int | None = None, device: str = "auto", spice: bool = False,
                  decoding: DecodingConfig | None = None, reuse: bool = False, progress: bool = False) -> dict:
-    """``decoding``: greedy unless given (``DecodingConfig.from_beam(5)`` is ``--beam 5``). Decoding length: the
+    """``decoding``: greedy unless given (``DecodingConfig.from_beam(5)`` is ``--beam 5``; its
+    ``rerank_neighbours`` consults the manifest's train photos and captions). Decoding length: the
     ``max_len`` argument, else ``decoding.max_len``, else the run's ``max_decode_len``. ``reuse`` returns the
     split's existing report when it was made from the same checkpoint (and epoch) with the same decoding.
     ``progress`` shows a bar while decoding."""
@@ -45,8 +47,11 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
                 and (not spice or "SPICE" in report["scores"]):
             return report
     started = time.perf_counter()
+    reranker = consensus_reranker(manifest.split("train"), cache, trained.vocab, decoding.rerank_neighbours,
+                                  progress) if decoding.rerank_neighbours else None
     captions = caption_cached_images(trained.decoder, cache, [r.image_id for r in records], trained.vocab,
-                                     trained.device, batch_size, decoding=decoding, progress=progress)
+                                     trained.device, batch_size, decoding=decoding, progress=progress,
+                                     reranker=reranker)
     decode_seconds = time.perf_counter() - started
     references = {r.image_id: r.captions for r in records}
     result = score_captions(captions, references, spice=spice, per_image=True)

@@ -17,7 +17,8 @@ from pipeline.training.config import TrainConfig
 from pipeline.training.cross_entropy import training_loss
 from pipeline.training.data import Batch
 from pipeline.runs.folder import RunFolder
-from pipeline.training.scst import CiderReward, WordIds, load_or_count_document_frequency, reference_ids, scst_loss
+from pipeline.data.word_ids import WordIds, reference_ids
+from pipeline.training.scst import CiderReward, load_or_count_document_frequency, scst_loss
 
 
 class StepLoss(Protocol):

@@ -30,8 +30,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from pipeline.data.text import tokenizer
-from pipeline.data.vocab import END_ID, PAD_ID, SPECIALS, Vocabulary
+from pipeline.data.vocab import END_ID, PAD_ID
+from pipeline.data.word_ids import WordIds
 from pipeline.decoding.banned import banned_positions
 from pipeline.decoding.greedy import greedy_search
 from pipeline.decoding.sampling import Samples, sample_captions
@@ -43,36 +43,6 @@ from pipeline.training.global_batch import global_counts
 
 
 SAMPLE_MIN_LEN = 1  # samples have at least one word (<end> is banned at the first step)
-
-
-class WordIds:
-    """The word ids CIDEr-D counts n-grams of, for references (text) and samples (token ids).
-
-    With a word vocabulary a sample's tokens are its words and keep their ids; reference words the
-    vocabulary lacks get ids of their own above it (not <unk>), so the reference n-grams and their
-    document frequencies are those of the words themselves: a sample can never match them (it
-    cannot say the word), exactly as when scoring strings. With a subword vocabulary (a language
-    model's tokens) a sample is decoded to its words first and every word gets an id on first
-    sight, so the reward is CIDEr-D over words either way, never over word pieces.
-    """
-
-    def __init__(self, vocab):
-        self.vocab, self.split = vocab, tokenizer(vocab.tokenizer)
-        self.subword = not isinstance(vocab, Vocabulary)
-        self.index = dict(zip(SPECIALS, range(len(SPECIALS)))) if self.subword else {w: i for i, w in enumerate(vocab.words)}
-
-    def of_text(self, caption: str) -> list[int]:
-        return [self.index.setdefault(w, len(self.index)) for w in self.split(caption)]
-
-    def of_tokens(self, tokens: Sequence[int]) -> list[int]:
-        return self.of_text(self.vocab.decode(tokens)) if self.subword else list(tokens)
-
-
-def reference_ids(captions: Sequence[Sequence[str]], words: "WordIds | Vocabulary", end_token: bool) -> list[list[list[int]]]:
-    """Per image, its references as word ids (``WordIds``; a vocabulary gets its own)."""
-    words = words if isinstance(words, WordIds) else WordIds(words)
-    tail = [END_ID] if end_token else []
-    return [[words.of_text(c) + tail for c in refs] for refs in captions]
 
 
 class CiderReward:
