@@ -263,8 +263,8 @@ def eval_(run: Path = typer.Argument(..., help="Run folder."), split: str = type
           checkpoint: str = typer.Option("best", help="best | last"), batch_size: int = typer.Option(64),
           beam: int = BEAM, max_len: Optional[int] = MAX_LEN, min_len: int = MIN_LEN,
           length_penalty: float = LENGTH_PENALTY, no_repeat_ngram: int = NO_REPEAT, allow_unk: bool = ALLOW_UNK,
-          rerank: int = typer.Option(0, min=0, help="Beam: keep the hypothesis closest (CIDEr-D) to the captions of "
-                                                    "this many nearest train photos (consensus reranking; 0 = off)."),
+          rerank: int = typer.Option(0, help="Beam: keep the hypothesis closest (CIDEr-D) to the captions of this "
+                                             "many nearest train photos (consensus reranking; 0 = off)."),
           device: str = typer.Option("auto"), spice: bool = typer.Option(False, help="Also SPICE (needs its download).")):
     """Decode a split with a trained run, score it with pycocoevalcap and measure how varied the captions are
     (a tagging run: seed 004's table for each indicator function)."""

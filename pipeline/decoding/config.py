@@ -38,7 +38,7 @@ class DecodingConfig:
         if self.no_repeat_ngram < 0:
             raise CapcacheError(f"no_repeat_ngram must be 0 (off) or positive, got {self.no_repeat_ngram}")
         if self.rerank_neighbours < 0:
-            raise CapcacheError(f"rerank_neighbours must be 0 (off) or positive, got {self.rerank_neighbours}")
+            raise CapcacheError(f"--rerank (rerank_neighbours) must be 0 (off) or positive, got {self.rerank_neighbours}")
         if self.rerank_neighbours and (self.strategy != "beam" or self.beam_size < 2):
             raise CapcacheError("consensus reranking chooses among a beam's hypotheses; decode with --beam 2 or "
                                 "more (10 measured best), or drop --rerank")
